@@ -1,0 +1,1 @@
+//! The node agent (kubelet role). Filled in by the node agent issue.
