@@ -1,0 +1,53 @@
+//! `certs`: issues more identities from a data dir's CA.
+//!
+//! `certs kubeconfig --pki-dir DIR --user NAME [--group G]... --server URL --out FILE`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Issue certificates and kubeconfigs from the cluster CA")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a kubeconfig with a new client certificate (CN = user, O = groups).
+    Kubeconfig {
+        /// Directory holding ca.crt and ca.key (the apiserver's data dir /pki).
+        #[arg(long)]
+        pki_dir: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Kubeconfig {
+            pki_dir,
+            user,
+            groups,
+            server,
+            out,
+        } => {
+            let pki = certs::Pki::load_or_create(&pki_dir)?;
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let client = pki.issue_client(&user, &groups)?;
+            let config = certs::kubeconfig(&server, pki.ca_cert_pem(), &user, &client);
+            certs::write_private(&out, config.as_bytes())?;
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
