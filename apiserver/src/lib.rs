@@ -1,1 +1,16 @@
+//! A Kubernetes API server: REST and watch over TLS (HTTP/1.1 and h2), client-certificate
+//! authentication, discovery, OpenAPI v3, Table output and one generic store for every
+//! resource, on the revisioned storage of `apiserver-storage`.
+//!
+//! Request flow: `serve` (TLS, h1/h2, panic guard) → `authn` (client certificate) →
+//! `endpoints` (routing, negotiation, decoding) → `registry::generic_store` (strategies,
+//! validation, optimistic concurrency) → storage.
 
+pub mod authn;
+pub mod catalog;
+pub mod config;
+pub mod endpoints;
+pub mod registry;
+pub mod request_info;
+pub mod serve;
+pub mod version;

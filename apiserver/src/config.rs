@@ -1,0 +1,132 @@
+//! Command-line flags (kube-apiserver's names where they exist), first-start bootstrap of the
+//! data dir (PKI, admin kubeconfig, storage, the initial namespaces) and the run loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use apiserver_storage::{Storage, embedded::EmbeddedStorage, spawn_periodic_compaction};
+use clap::Parser;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::endpoints::{ApiServer, openapi::OpenApiDocs};
+use crate::registry::generic_store::{GenericStore, WriteOptions};
+use crate::registry::resource_table;
+
+/// A Kubernetes API server on an embedded, crash-safe store.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "apiserver", version, about)]
+pub struct Flags {
+    /// The port to serve HTTPS on.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Where the store, the PKI and the admin kubeconfig live.
+    #[arg(long, default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// Serving certificate (PEM); made from the cluster CA when not given.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM); required with --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle that signs client certificates; the cluster CA when not given.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+    /// Storage backend: `embedded` (the default, one machine).
+    #[arg(long, default_value = "embedded")]
+    pub storage_backend: String,
+    /// How often old revisions are compacted (kube-apiserver's --etcd-compaction-interval).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+    /// Server-side end of watches that set no timeoutSeconds.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub min_request_timeout: Duration,
+    /// Where to write the admin kubeconfig (default: <data-dir>/admin.kubeconfig).
+    #[arg(long)]
+    pub admin_kubeconfig: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration unit in {s:?}")),
+    }
+}
+
+/// Namespaces every cluster has from the start.
+const INITIAL_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn bootstrap_namespaces(store: &GenericStore) -> Result<()> {
+    let namespaces = resource_table::lookup("", "v1", "namespaces").expect("namespaces are served");
+    for name in INITIAL_NAMESPACES {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match store.create(namespaces, None, body, &WriteOptions::default()).await {
+            Ok(_) => info!(namespace = name, "created initial namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => bail!("creating namespace {name}: {}", e.message),
+        }
+    }
+    Ok(())
+}
+
+/// Prepares the data dir and serves until the process ends.
+pub async fn run(flags: Flags) -> Result<()> {
+    if flags.storage_backend != "embedded" {
+        bail!("--storage-backend={} is not available; use embedded", flags.storage_backend);
+    }
+    std::fs::create_dir_all(&flags.data_dir).with_context(|| format!("creating {}", flags.data_dir.display()))?;
+    let pki = certs::Pki::load_or_create(&flags.data_dir.join("pki"))?;
+    let (cert, key) = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => {
+            let hosts = certs::default_serving_hosts(&flags.tls_sans);
+            let files = pki.ensure_files("apiserver", |p| p.issue_serving("kube-apiserver", &hosts))?;
+            (files.cert, files.key)
+        }
+        _ => bail!("--tls-cert-file and --tls-private-key-file go together"),
+    };
+    let client_ca = flags.client_ca_file.clone().unwrap_or_else(|| pki.dir().join(certs::CA_CERT));
+    let tls = crate::serve::tls_config(&cert, &key, &client_ca)?;
+
+    let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let host = match local.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let server_url = format!("https://{host}:{}", local.port());
+    let kubeconfig = flags.admin_kubeconfig.clone().unwrap_or_else(|| flags.data_dir.join("admin.kubeconfig"));
+    pki.ensure_kubeconfig(&kubeconfig, &server_url, "kubernetes-admin", &["system:masters"])?;
+
+    let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
+    let _compactor = spawn_periodic_compaction(storage.clone(), flags.etcd_compaction_interval);
+    let store = GenericStore::new(storage);
+    bootstrap_namespaces(&store).await?;
+    let server = Arc::new(ApiServer {
+        store,
+        openapi: OpenApiDocs::build(),
+        default_watch_timeout: flags.min_request_timeout,
+    });
+    info!(address = %local, "serving");
+    println!("apiserver listening on {server_url}");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get namespaces");
+    crate::serve::serve(listener, tls, server).await
+}

@@ -1,0 +1,510 @@
+//! The HTTP endpoints: routing of non-resource paths (version, health, discovery, OpenAPI)
+//! and of resource requests to the verbs (get, list, watch, create, update, patch, delete,
+//! deletecollection) and subresources (status, scale, binding). Every error leaves through
+//! `status_error` as a Status.
+
+pub mod discovery;
+pub mod negotiation;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod representation;
+pub mod status_error;
+pub mod watch;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use serde_json::{Value, json};
+
+use crate::authn::UserInfo;
+use crate::registry::generic_store::{
+    FieldValidation, GenericStore, ListOptions, UpdateScope, WriteOptions, parse_resource_version,
+};
+use crate::registry::resource_table::{self, ResourceDef, Subresource};
+use crate::registry::selectors::{FieldSelector, LabelSelector};
+use crate::request_info::{Query, RequestInfo};
+use negotiation::{BodyFormat, DiscoveryFormat};
+use representation::IncludeObject;
+use status_error::ApiError;
+
+/// The response body type of every endpoint.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (the real server's default, 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of the endpoints.
+pub struct ApiServer {
+    pub store: GenericStore,
+    pub openapi: openapi::OpenApiDocs,
+    /// Watches without `timeoutSeconds` end after this long (kubectl `get -w` exits then).
+    pub default_watch_timeout: Duration,
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    resp
+}
+
+fn json_value(status: StatusCode, value: &Value) -> Response<Body> {
+    json_response(status, "application/json", serde_json::to_vec(value).expect("JSON serializes"))
+}
+
+/// The Status response of an error.
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    let mut resp = json_value(err.status_code(), &err.to_status_json());
+    if let Some(secs) = err.retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn text_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Serves one request from an authenticated (or not) caller.
+pub async fn handle<B>(server: Arc<ApiServer>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if user.is_none() {
+        return error_response(&ApiError::unauthorized());
+    }
+    match route(&server, req).await {
+        Ok(resp) => resp,
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn route<B>(server: &Arc<ApiServer>, req: Request<B>) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = req.uri().path().to_owned();
+    let query = Query::parse(req.uri().query());
+    let accept = header_str(req.headers(), header::ACCEPT).map(str::to_owned);
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let trimmed = path.trim_end_matches('/');
+    if get {
+        match trimmed {
+            "/version" => return Ok(json_value(StatusCode::OK, &crate::version::info())),
+            "/healthz" | "/livez" | "/readyz" => return Ok(health(trimmed, &query)),
+            "/api" => return Ok(discovery_response(accept.as_deref(), true)),
+            "/apis" => return Ok(discovery_response(accept.as_deref(), false)),
+            "/openapi/v3" => return Ok(json_value(StatusCode::OK, &server.openapi.index())),
+            _ => {}
+        }
+        if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
+            return openapi_document(server, rest, &query);
+        }
+        if let Some(doc) = discovery_path(trimmed) {
+            return Ok(json_value(StatusCode::OK, &doc));
+        }
+    }
+    let info = RequestInfo::parse(req.method(), &path, &query);
+    if !info.is_resource {
+        return Err(ApiError::path_not_found());
+    }
+    let resource = resource_table::lookup(&info.group, &info.version, &info.resource)
+        .ok_or_else(ApiError::path_not_found)?;
+    resource_request(server, resource, info, query, req).await
+}
+
+fn discovery_path(path: &str) -> Option<Value> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", version] => discovery::api_resource_list("", version),
+        ["apis", group] => discovery::api_group_doc(group),
+        ["apis", group, version] => discovery::api_resource_list(group, version),
+        _ => None,
+    }
+}
+
+fn discovery_response(accept: Option<&str>, core: bool) -> Response<Body> {
+    let mut resp = match negotiation::negotiate_discovery(accept) {
+        DiscoveryFormat::Aggregated(version) => json_response(
+            StatusCode::OK,
+            &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+            serde_json::to_vec(&discovery::aggregated(core, version)).expect("JSON serializes"),
+        ),
+        DiscoveryFormat::Legacy if core => json_value(StatusCode::OK, &discovery::api_versions()),
+        DiscoveryFormat::Legacy => json_value(StatusCode::OK, &discovery::api_group_list()),
+    };
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+fn health(path: &str, query: &Query) -> Response<Body> {
+    let name = path.trim_start_matches('/');
+    if query.has("verbose") {
+        let checks = ["ping", "log", "etcd", "poststarthook/start-apiserver"];
+        let mut text: String = checks.iter().map(|c| format!("[+]{c} ok\n")).collect();
+        text.push_str(&format!("{name} check passed\n"));
+        text_response(StatusCode::OK, text)
+    } else {
+        text_response(StatusCode::OK, "ok".into())
+    }
+}
+
+fn openapi_document(server: &ApiServer, path: &str, query: &Query) -> Result<Response<Body>, ApiError> {
+    let (hash, bytes) = server.openapi.get(path).ok_or_else(ApiError::path_not_found)?;
+    let mut resp = json_response(StatusCode::OK, "application/json", bytes.to_vec());
+    let headers = resp.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
+    let cache = if query.get("hash") == Some(hash) { "public, immutable" } else { "no-cache, private" };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(resp)
+}
+
+/// Reads a request body, refusing more than [`MAX_BODY_BYTES`] with 413.
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY_BYTES)),
+        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+    }
+}
+
+fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
+    let dry_run = match query.all("dryRun").as_slice() {
+        [] => false,
+        ["All"] => true,
+        other => return Err(ApiError::bad_request(format!("dryRun must be \"All\"; got {other:?}"))),
+    };
+    Ok(WriteOptions { dry_run, field_validation: FieldValidation::parse(query.non_empty("fieldValidation"))? })
+}
+
+fn list_options(r: &ResourceDef, query: &Query) -> Result<ListOptions, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), r.strategy.as_ref(), r.kind)?;
+    let limit = match query.non_empty("limit") {
+        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?),
+        None => None,
+    };
+    let resource_version = match query.non_empty("resourceVersion") {
+        Some(rv) => Some(parse_resource_version(rv)?),
+        None => None,
+    };
+    let exact = query.get("resourceVersionMatch") == Some("Exact");
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token: query.non_empty("continue").map(str::to_owned),
+        resource_version,
+        exact,
+    })
+}
+
+async fn resource_request<B>(
+    server: &Arc<ApiServer>,
+    r: &'static ResourceDef,
+    info: RequestInfo,
+    query: Query,
+    req: Request<B>,
+) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if !r.namespaced && info.namespace.is_some() {
+        return Err(ApiError::path_not_found());
+    }
+    let namespace = info.namespace.as_deref();
+    let subresource = match info.subresource.as_deref() {
+        None => None,
+        Some(s) => Some(
+            r.subresources
+                .iter()
+                .copied()
+                .find(|sub| sub.name() == s)
+                .ok_or_else(ApiError::path_not_found)?,
+        ),
+    };
+    let headers = req.headers().clone();
+    let accept = header_str(&headers, header::ACCEPT);
+    let content_type = header_str(&headers, header::CONTENT_TYPE).map(str::to_owned);
+    let output = negotiation::negotiate_output(accept)?;
+    let include = IncludeObject::parse(query.non_empty("includeObject"))?;
+    let store = &server.store;
+    let name = info.name.as_deref().unwrap_or("");
+    let encode = |status: StatusCode, value: Value, warnings: &[String]| {
+        with_warnings(json_response(status, &output.content_type(), representation::encode(&value, output)), warnings)
+    };
+
+    match (info.verb.as_str(), subresource) {
+        ("get", None | Some(Subresource::Status)) => {
+            let obj = store.get(r, namespace, name).await?;
+            Ok(encode(StatusCode::OK, representation::object(r, obj, output, include), &[]))
+        }
+        ("get", Some(Subresource::Scale)) => {
+            let obj = store.get(r, namespace, name).await?;
+            Ok(encode(StatusCode::OK, scale_of(r, &obj), &[]))
+        }
+        ("list", None) => {
+            if namespace.is_none() && info.path.contains("/namespaces/") {
+                return Err(ApiError::path_not_found());
+            }
+            let opts = list_options(r, &query)?;
+            let page = store.list(r, namespace, &opts).await?;
+            let body = representation::list(r, page.items, &page.resource_version.to_string(), page.continue_token.as_deref(), output, include);
+            Ok(encode(StatusCode::OK, body, &[]))
+        }
+        ("watch", None) => {
+            let opts = list_options(r, &query)?;
+            watch::serve_watch(server, r, namespace.map(str::to_owned), &query, opts, output, include).await
+        }
+        ("create", None) => {
+            let ns = require_namespace(r, namespace)?;
+            let opts = write_options(&query)?;
+            let format = negotiation::body_format(content_type.as_deref())?;
+            let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            ensure_namespace_exists(store, r, ns).await?;
+            let written = store.create(r, ns, body, &opts).await?;
+            Ok(encode(StatusCode::CREATED, representation::object(r, written.object, output, include), &written.warnings))
+        }
+        ("create", Some(Subresource::Binding)) => {
+            let format = negotiation::body_format(content_type.as_deref())?;
+            let binding = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            bind_pod(store, r, namespace, name, &binding, &write_options(&query)?).await?;
+            Ok(json_value(StatusCode::CREATED, &status_error::success_status(name, "", "pods", "")))
+        }
+        ("update", None | Some(Subresource::Status)) => {
+            let opts = write_options(&query)?;
+            let format = negotiation::body_format(content_type.as_deref())?;
+            let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            let scope = if subresource.is_some() { UpdateScope::Status } else { UpdateScope::Main };
+            let written = store
+                .guaranteed_update(r, namespace, name, scope, &opts, |_| Ok(body.clone()))
+                .await?;
+            Ok(encode(StatusCode::OK, representation::object(r, written.object, output, include), &written.warnings))
+        }
+        ("update", Some(Subresource::Scale)) => {
+            let body = negotiation::decode_body(negotiation::body_format(content_type.as_deref())?, &read_body(req.into_body()).await?)?;
+            update_scale(store, r, namespace, name, &query, |_| Ok(body.clone())).await.map(|v| encode(StatusCode::OK, v, &[]))
+        }
+        ("patch", sub) => {
+            let patch_type = patch::PatchType::from_content_type(content_type.as_deref())?;
+            let body = read_body(req.into_body()).await?;
+            let schema = (r.types.schema_name)();
+            if sub == Some(Subresource::Scale) {
+                let scale_schema = "io.k8s.api.autoscaling.v1.Scale";
+                return update_scale(store, r, namespace, name, &query, |scale| patch::apply_patch(patch_type, scale, &body, scale_schema))
+                    .await
+                    .map(|v| encode(StatusCode::OK, v, &[]));
+            }
+            let opts = write_options(&query)?;
+            let scope = if sub == Some(Subresource::Status) { UpdateScope::Status } else { UpdateScope::Main };
+            let written = store
+                .guaranteed_update(r, namespace, name, scope, &opts, |old| patch::apply_patch(patch_type, old, &body, &schema))
+                .await?;
+            Ok(encode(StatusCode::OK, representation::object(r, written.object, output, include), &written.warnings))
+        }
+        ("delete", None) => {
+            let body = read_body(req.into_body()).await?;
+            let options = delete_options(&body, &query)?;
+            let dry_run = write_options(&query)?.dry_run
+                || options["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"));
+            let (obj, gone) = store.delete(r, namespace, name, &options, dry_run).await?;
+            let status = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            if gone && r.plural != "pods" {
+                let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
+                return Ok(json_value(status, &status_error::success_status(name, r.group, r.plural, uid)));
+            }
+            Ok(encode(status, representation::object(r, obj, output, include), &[]))
+        }
+        ("deletecollection", None) => {
+            let body = read_body(req.into_body()).await?;
+            let options = delete_options(&body, &query)?;
+            let dry_run = write_options(&query)?.dry_run;
+            let opts = list_options(r, &query)?;
+            let page = store.list(r, namespace, &ListOptions { limit: None, continue_token: None, ..opts }).await?;
+            let mut deleted = Vec::new();
+            for item in page.items {
+                let item_name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                let item_ns = item["metadata"]["namespace"].as_str().map(str::to_owned);
+                match store.delete(r, item_ns.as_deref(), &item_name, &options, dry_run).await {
+                    Ok((obj, _)) => deleted.push(obj),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let rv = store.current_revision().to_string();
+            Ok(encode(StatusCode::OK, representation::list(r, deleted, &rv, None, output, include), &[]))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            info.verb,
+            info.path
+        ))),
+    }
+}
+
+fn require_namespace<'a>(r: &ResourceDef, namespace: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    if r.namespaced && namespace.is_none() {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(namespace)
+}
+
+/// Namespaced objects may only be created in an existing namespace (NamespaceLifecycle).
+async fn ensure_namespace_exists(store: &GenericStore, r: &ResourceDef, namespace: Option<&str>) -> Result<(), ApiError> {
+    let (true, Some(ns)) = (r.namespaced, namespace) else { return Ok(()) };
+    let namespaces = resource_table::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let obj = store.get(namespaces, None, ns).await?;
+    if !obj["metadata"]["deletionTimestamp"].is_null() {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("unable to create new content in namespace {ns} because it is being terminated"),
+        ));
+    }
+    Ok(())
+}
+
+fn delete_options(body: &[u8], query: &Query) -> Result<Value, ApiError> {
+    let mut options: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        let v = negotiation::decode_body(BodyFormat::Json, body)?;
+        if let Some(kind) = v["kind"].as_str()
+            && kind != "DeleteOptions"
+        {
+            return Err(ApiError::bad_request(format!("expected DeleteOptions, got {kind}")));
+        }
+        v
+    };
+    if let Some(policy) = query.non_empty("propagationPolicy") {
+        options["propagationPolicy"] = json!(policy);
+    }
+    if let Some(policy) = options["propagationPolicy"].as_str()
+        && !["Orphan", "Background", "Foreground"].contains(&policy)
+    {
+        return Err(ApiError::bad_request(format!("propagationPolicy {policy:?} is not one of Orphan, Background, Foreground")));
+    }
+    Ok(options)
+}
+
+/// The `autoscaling/v1` Scale of a workload.
+fn scale_of(r: &ResourceDef, obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let selector = if r.plural == "replicationcontrollers" {
+        let mut parts: Vec<String> = obj["spec"]["selector"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        parts.sort();
+        parts.join(",")
+    } else {
+        let mut parts: Vec<String> = obj["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        parts.sort();
+        parts.join(",")
+    };
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                     "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+async fn update_scale<F>(
+    store: &GenericStore,
+    r: &ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    query: &Query,
+    mut new_scale: F,
+) -> Result<Value, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    let opts = write_options(query)?;
+    let written = store
+        .guaranteed_update(r, namespace, name, UpdateScope::Main, &opts, |old| {
+            let scale = new_scale(&scale_of(r, old))?;
+            let replicas = scale["spec"]["replicas"].as_i64().ok_or_else(|| {
+                ApiError::invalid("Scale", "autoscaling", name, &[status_error::FieldError::required("spec.replicas", "")])
+            })?;
+            if replicas < 0 {
+                return Err(ApiError::invalid("Scale", "autoscaling", name, &[status_error::FieldError::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )]));
+            }
+            let mut obj = old.clone();
+            obj["spec"]["replicas"] = json!(replicas);
+            if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
+                obj["metadata"]["resourceVersion"] = json!(rv);
+            }
+            Ok(obj)
+        })
+        .await?;
+    Ok(scale_of(r, &written.object))
+}
+
+/// `pods/binding`: sets `spec.nodeName` once.
+async fn bind_pod(
+    store: &GenericStore,
+    r: &ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    binding: &Value,
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
+    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+        ApiError::invalid("Binding", "", name, &[status_error::FieldError::required("target.name", "")])
+    })?;
+    store
+        .guaranteed_update(r, namespace, name, UpdateScope::Binding, opts, |old| {
+            if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict("pods", "", name, &format!("pod {name} is already assigned to node {current:?}")));
+            }
+            if !old["metadata"]["deletionTimestamp"].is_null() {
+                return Err(ApiError::conflict("pods", "", name, "pod is being deleted, cannot be assigned to a host"));
+            }
+            let mut pod = old.clone();
+            pod["spec"]["nodeName"] = json!(node);
+            Ok(pod)
+        })
+        .await
+        .map(|_| ())
+}

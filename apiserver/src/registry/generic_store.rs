@@ -1,0 +1,712 @@
+//! THE store: one implementation of create, get, list, update (guaranteed_update), delete and
+//! watch for every resource, over JSON objects in the storage crate. Resources only supply
+//! strategy hooks; this module owns system metadata, typed decoding, validation order,
+//! optimistic concurrency, finalizers and the mapping of storage events to watch events.
+
+use std::sync::Arc;
+
+use apiserver_storage::{Event, EventKind, KeyValue, ListRequest, Revision, Storage, StorageError};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use jiff::Timestamp;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use crate::endpoints::status_error::{ApiError, FieldError};
+use crate::registry::resource_table::ResourceDef;
+use crate::registry::selectors::{FieldSelector, LabelSelector};
+use crate::registry::validation::validate_object_meta;
+
+/// Options of a write, from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+/// `fieldValidation`: what to do with unknown fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value.unwrap_or("") {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn, Strict; got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The outcome of a write: the object and any warnings for `Warning:` headers.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+}
+
+/// Which part of the object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateScope {
+    /// The main endpoint: everything but status.
+    Main,
+    /// `/status`: only status.
+    Status,
+    /// A system write through a subresource such as `pods/binding`: the whole object may
+    /// change, without the main endpoint's immutability rules.
+    Binding,
+}
+
+/// Options of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    /// `resourceVersion` with `resourceVersionMatch=Exact` semantics when `exact` is set.
+    pub resource_version: Option<Revision>,
+    pub exact: bool,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// A watch event ready for encoding.
+#[derive(Debug, Clone)]
+pub enum WatchItem {
+    Added(Value),
+    Modified(Value),
+    Deleted(Value),
+    Bookmark(Revision),
+    /// The initial state (sent when watching without a revision) is complete, as of this
+    /// revision.
+    InitialEnd(Revision),
+    /// Ends the stream with an in-stream error Status.
+    Error(ApiError),
+}
+
+#[derive(Clone)]
+pub struct GenericStore {
+    storage: Arc<dyn Storage>,
+}
+
+fn now_rfc3339() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj["metadata"][field].as_str().filter(|s| !s.is_empty())
+}
+
+/// Decodes a stored value, setting `metadata.resourceVersion` to its revision.
+pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Ok(obj)
+}
+
+fn encode_for_storage(obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&obj).expect("a JSON value serializes"))
+}
+
+/// Paths of fields present in `original` but dropped by the typed round trip.
+fn unknown_fields(original: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match b.get(k) {
+                    Some(tv) => unknown_fields(v, tv, &p, out),
+                    None if v.is_null() => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `resourceVersion` query or body value as a revision.
+pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+fn encode_continue(key: &str, revision: Revision) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": key});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(String, Revision), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    match (v["start"].as_str(), v["rv"].as_u64()) {
+        (Some(start), Some(rv)) => Ok((start.to_owned(), rv)),
+        _ => Err(bad()),
+    }
+}
+
+impl GenericStore {
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        GenericStore { storage }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Checks apiVersion/kind, decodes through the typed struct and applies fieldValidation.
+    fn decode_typed(
+        &self,
+        r: &ResourceDef,
+        mut obj: Value,
+        validation: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let api_version = r.api_version();
+        match obj["apiVersion"].as_str() {
+            None | Some("") => obj["apiVersion"] = json!(api_version),
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )));
+            }
+        }
+        match obj["kind"].as_str() {
+            None | Some("") => obj["kind"] = json!(r.kind),
+            Some(k) if k == r.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    r.kind
+                )));
+            }
+        }
+        let typed = (r.types.round_trip)(obj.clone()).map_err(|e| {
+            ApiError::bad_request(format!("error decoding {}: {e}", r.kind))
+        })?;
+        let mut unknown = Vec::new();
+        unknown_fields(&obj, &typed, "", &mut unknown);
+        if !unknown.is_empty() {
+            let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            match validation {
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        messages.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => warnings.extend(messages),
+                FieldValidation::Ignore => {}
+            }
+        }
+        Ok(typed)
+    }
+
+    fn validate(&self, r: &ResourceDef, obj: &Value) -> Vec<FieldError> {
+        let mut errs = validate_object_meta(obj, r.strategy.name_rule(), r.namespaced);
+        errs.extend(r.strategy.validate(obj));
+        errs
+    }
+
+    fn invalid(&self, r: &ResourceDef, obj: &Value, errs: &[FieldError]) -> ApiError {
+        ApiError::invalid(r.kind, r.group, meta_str(obj, "name").unwrap_or(""), errs)
+    }
+
+    pub async fn create(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let mut warnings = Vec::new();
+        let mut obj = self.decode_typed(r, body, opts.field_validation, &mut warnings)?;
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        // Namespace: taken from the URL; a different one in the body is an error.
+        if r.namespaced {
+            let url_ns = namespace.unwrap_or("");
+            match meta_str(&obj, "namespace") {
+                Some(ns) if ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => obj["metadata"]["namespace"] = json!(url_ns),
+            }
+        } else if let Some(meta) = obj["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        if meta_str(&obj, "name").is_none()
+            && let Some(prefix) = meta_str(&obj, "generateName")
+        {
+            let prefix: String = prefix.chars().take(58).collect();
+            obj["metadata"]["name"] = json!(format!("{prefix}{}", random_suffix()));
+        }
+        let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+            meta.remove(field);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        if r.strategy.tracks_generation() {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        r.strategy.defaults(&mut obj);
+        r.strategy.prepare_for_create(&mut obj);
+        let errs = self.validate(r, &obj);
+        if !errs.is_empty() {
+            return Err(self.invalid(r, &obj, &errs));
+        }
+        let name = meta_str(&obj, "name").unwrap_or("").to_owned();
+        let key = r.key(namespace, &name);
+        if opts.dry_run {
+            if self.storage.get(&key).await.map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?.is_some() {
+                return Err(ApiError::already_exists(r.plural, r.group, &name));
+            }
+            return Ok(Written { object: obj, warnings });
+        }
+        let kv = self
+            .storage
+            .create(&key, encode_for_storage(&obj))
+            .await
+            .map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?;
+        obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+        Ok(Written { object: obj, warnings })
+    }
+
+    pub async fn get(&self, r: &ResourceDef, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let kv = self.get_kv(r, namespace, name).await?;
+        decode_stored(&kv)
+    }
+
+    async fn get_kv(&self, r: &ResourceDef, namespace: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
+        self.storage
+            .get(&r.key(namespace, name))
+            .await
+            .map_err(|e| ApiError::from_storage(e, r.plural, r.group, name))?
+            .ok_or_else(|| ApiError::not_found(r.plural, r.group, name))
+    }
+
+    /// Lists objects in a namespace (or all), filtered by selectors, one page at a time.
+    pub async fn list(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListPage, ApiError> {
+        let prefix = match namespace.filter(|_| r.namespaced) {
+            Some(ns) => format!("{}{ns}/", r.key_prefix()),
+            None => r.key_prefix(),
+        };
+        let (mut start_after, mut revision) = match &opts.continue_token {
+            Some(token) => {
+                let (start, rv) = decode_continue(token)?;
+                (Some(start), Some(rv))
+            }
+            None => (None, opts.resource_version.filter(|_| opts.exact)),
+        };
+        let mut items = Vec::new();
+        let want = opts.limit.filter(|l| *l > 0);
+        loop {
+            let page = self
+                .storage
+                .list(ListRequest {
+                    prefix: prefix.clone(),
+                    revision,
+                    start_after: start_after.clone(),
+                    limit: want.map(|w| (w - items.len()).max(1)),
+                })
+                .await
+                .map_err(|e| match e {
+                    StorageError::Compacted { .. } if opts.continue_token.is_some() => ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ),
+                    other => ApiError::from_storage(other, r.plural, r.group, ""),
+                })?;
+            revision = Some(page.revision);
+            let last_key = page.items.last().map(|kv| kv.key.clone());
+            for kv in &page.items {
+                let obj = decode_stored(kv)?;
+                if opts.labels.matches(&obj) && opts.fields.matches(&obj, r.strategy.as_ref()) {
+                    items.push(obj);
+                }
+            }
+            let full = want.is_some_and(|w| items.len() >= w);
+            if !page.more {
+                return Ok(ListPage { items, resource_version: page.revision, continue_token: None });
+            }
+            if full || want.is_none() {
+                let token = last_key.map(|k| encode_continue(&k, page.revision));
+                return Ok(ListPage { items, resource_version: page.revision, continue_token: token });
+            }
+            start_after = last_key;
+        }
+    }
+
+    /// Reads the object, lets `apply` compute its new state, and writes it with
+    /// compare-and-swap on the read revision; retries on conflicts unless the new state pins a
+    /// resourceVersion (then the conflict is the client's).
+    pub async fn guaranteed_update<F>(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        scope: UpdateScope,
+        opts: &WriteOptions,
+        mut apply: F,
+    ) -> Result<Written, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        for _ in 0..16 {
+            let kv = self.get_kv(r, namespace, name).await?;
+            let old = decode_stored(&kv)?;
+            let body = apply(&old)?;
+            let pinned = meta_str(&body, "resourceVersion").map(str::to_owned);
+            if let Some(rv) = &pinned
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    r.plural,
+                    r.group,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            let mut warnings = Vec::new();
+            let new = self.prepare_update(r, namespace, name, body, &old, scope, opts, &mut warnings)?;
+            if new == old {
+                return Ok(Written { object: old, warnings });
+            }
+            if opts.dry_run {
+                return Ok(Written { object: new, warnings });
+            }
+            let key = r.key(namespace, name);
+            let deleting = !new["metadata"]["deletionTimestamp"].is_null();
+            let no_finalizers = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+            let result = if deleting && no_finalizers {
+                self.storage.delete(&key, Some(kv.mod_revision)).await.map(|_| {
+                    let mut gone = new.clone();
+                    gone["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+                    gone
+                })
+            } else {
+                self.storage
+                    .update(&key, kv.mod_revision, encode_for_storage(&new))
+                    .await
+                    .map(|kv| {
+                        let mut obj = new.clone();
+                        obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                        obj
+                    })
+            };
+            match result {
+                Ok(object) => return Ok(Written { object, warnings }),
+                Err(StorageError::Conflict { .. }) if pinned.is_none() => continue,
+                Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+            }
+        }
+        Err(ApiError::conflict(r.plural, r.group, name, "too many concurrent updates; try again"))
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: every input of one update step, named
+    fn prepare_update(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        old: &Value,
+        scope: UpdateScope,
+        opts: &WriteOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let mut new = self.decode_typed(r, body, opts.field_validation, warnings)?;
+        if !new["metadata"].is_object() {
+            new["metadata"] = json!({});
+        }
+        match meta_str(&new, "name") {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => new["metadata"]["name"] = json!(name),
+        }
+        if r.namespaced {
+            let url_ns = namespace.unwrap_or("");
+            match meta_str(&new, "namespace") {
+                Some(ns) if ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => new["metadata"]["namespace"] = json!(url_ns),
+            }
+        }
+        // System fields the client cannot change.
+        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old["metadata"].get(field) {
+                Some(v) => new["metadata"][field] = v.clone(),
+                None => {
+                    new["metadata"].as_object_mut().map(|m| m.remove(field));
+                }
+            }
+        }
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        if r.strategy.has_status() {
+            match scope {
+                UpdateScope::Main => match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        new.as_object_mut().map(|m| m.remove("status"));
+                    }
+                },
+                UpdateScope::Binding => {}
+                UpdateScope::Status => {
+                    let status = new.get("status").cloned();
+                    let mut kept = old.clone();
+                    match status {
+                        Some(s) => kept["status"] = s,
+                        None => {
+                            kept.as_object_mut().map(|m| m.remove("status"));
+                        }
+                    }
+                    new = kept;
+                }
+            }
+        }
+        if !old["metadata"]["deletionTimestamp"].is_null() {
+            let old_finalizers: Vec<&Value> = old["metadata"]["finalizers"].as_array().into_iter().flatten().collect();
+            let added: Vec<String> = new["metadata"]["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| !old_finalizers.contains(f))
+                .map(|f| f.as_str().unwrap_or("").to_owned())
+                .collect();
+            if !added.is_empty() {
+                return Err(self.invalid(r, &new, &[FieldError::forbidden(
+                    "metadata.finalizers",
+                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                )]));
+            }
+        }
+        r.strategy.defaults(&mut new);
+        if r.strategy.tracks_generation() && scope == UpdateScope::Main && new.get("spec") != old.get("spec") {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        let mut errs = self.validate(r, &new);
+        if scope == UpdateScope::Main {
+            errs.extend(r.strategy.validate_update(&new, old));
+        }
+        if !errs.is_empty() {
+            return Err(self.invalid(r, &new, &errs));
+        }
+        Ok(new)
+    }
+
+    /// Deletes an object. With finalizers it is only marked (`deletionTimestamp`) and the last
+    /// finalizer's removal deletes it. Returns the object and whether it is gone.
+    pub async fn delete(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &Value,
+        dry_run: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let key = r.key(namespace, name);
+        for _ in 0..16 {
+            let kv = self.get_kv(r, namespace, name).await?;
+            let obj = decode_stored(&kv)?;
+            let preconditions = &options["preconditions"];
+            if let Some(uid) = preconditions["uid"].as_str()
+                && Some(uid) != meta_str(&obj, "uid")
+            {
+                return Err(ApiError::conflict(r.plural, r.group, name, &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&obj, "uid").unwrap_or("")
+                )));
+            }
+            if let Some(rv) = preconditions["resourceVersion"].as_str()
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(r.plural, r.group, name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                )));
+            }
+            let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                if !obj["metadata"]["deletionTimestamp"].is_null() {
+                    return Ok((obj, false));
+                }
+                let mut marked = obj.clone();
+                marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                if let Some(g) = marked["metadata"]["generation"].as_i64() {
+                    marked["metadata"]["generation"] = json!(g + 1);
+                }
+                if dry_run {
+                    return Ok((marked, false));
+                }
+                match self.storage.update(&key, kv.mod_revision, encode_for_storage(&marked)).await {
+                    Ok(kv) => {
+                        marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                        return Ok((marked, false));
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+                }
+            }
+            if dry_run {
+                return Ok((obj, true));
+            }
+            match self.storage.delete(&key, Some(kv.mod_revision)).await {
+                Ok(_) => return Ok((obj, true)),
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+            }
+        }
+        Err(ApiError::conflict(r.plural, r.group, name, "too many concurrent updates; try again"))
+    }
+
+    /// Watches a resource from `from` (exclusive); `None` first sends the current state as
+    /// ADDED events. Objects that start or stop matching the selectors arrive as ADDED/DELETED.
+    pub async fn watch(
+        &self,
+        r: &'static ResourceDef,
+        namespace: Option<String>,
+        from: Option<Revision>,
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> Result<BoxStream<'static, WatchItem>, ApiError> {
+        let prefix = match namespace.as_deref().filter(|_| r.namespaced) {
+            Some(ns) => format!("{}{ns}/", r.key_prefix()),
+            None => r.key_prefix(),
+        };
+        let (initial, start) = match from {
+            Some(rv) => (Vec::new(), rv),
+            None => {
+                let page = self
+                    .list(r, namespace.as_deref(), &ListOptions { labels: labels.clone(), fields: fields.clone(), ..Default::default() })
+                    .await?;
+                let revision = page.resource_version;
+                let mut items: Vec<WatchItem> = page.items.into_iter().map(WatchItem::Added).collect();
+                items.push(WatchItem::InitialEnd(revision));
+                (items, revision)
+            }
+        };
+        let events = match self.storage.watch(&prefix, start).await {
+            Ok(events) => events,
+            Err(StorageError::Compacted { requested, compacted }) => {
+                let err = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+                return Ok(futures::stream::iter(vec![WatchItem::Error(err)]).boxed());
+            }
+            Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, "")),
+        };
+        let matches = move |obj: &Value| labels.matches(obj) && fields.matches(obj, r.strategy.as_ref());
+        let live = events
+            .map(move |event| match event {
+                Ok(event) => convert_event(&event, &matches),
+                Err(StorageError::Compacted { requested, compacted }) => Some(WatchItem::Error(
+                    ApiError::expired(format!("too old resource version: {requested} ({compacted})")),
+                )),
+                Err(e) => Some(WatchItem::Error(ApiError::internal(format!("watch ended: {e}")))),
+            })
+            .filter_map(futures::future::ready)
+            .scan(false, |ended, item| {
+                // Nothing follows an error.
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                *ended = matches!(item, WatchItem::Error(_));
+                futures::future::ready(Some(item))
+            });
+        Ok(futures::stream::iter(initial).chain(live).boxed())
+    }
+
+    pub fn current_revision(&self) -> Revision {
+        self.storage.current_revision()
+    }
+}
+
+fn convert_event(event: &Event, matches: &impl Fn(&Value) -> bool) -> Option<WatchItem> {
+    let obj = match decode_stored(&event.kv) {
+        Ok(obj) => obj,
+        Err(e) => return Some(WatchItem::Error(e)),
+    };
+    let prev_matched = event
+        .prev
+        .as_ref()
+        .and_then(|p| decode_stored(p).ok())
+        .is_some_and(|p| matches(&p));
+    match event.kind {
+        EventKind::Delete => prev_matched.then_some(WatchItem::Deleted(obj)),
+        EventKind::Put => match (prev_matched, matches(&obj)) {
+            (false, true) => Some(WatchItem::Added(obj)),
+            (true, true) => Some(WatchItem::Modified(obj)),
+            (true, false) => Some(WatchItem::Deleted(obj)),
+            (false, false) => None,
+        },
+    }
+}
+
+/// Five characters from the alphabet the real server uses for generated names.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Sets a field on a JSON object, creating the object if needed.
+pub fn set_path(obj: &mut Value, path: &[&str], value: Value) {
+    let mut cur = obj;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        if i + 1 == path.len() {
+            cur[*key] = value;
+            return;
+        }
+        cur = &mut cur[*key];
+    }
+}

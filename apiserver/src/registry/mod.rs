@@ -1,0 +1,10 @@
+//! The registry: the resource table, the generic store every resource goes through, and the
+//! per-resource strategies, printers, selectors and validation it consults.
+
+pub mod generic_store;
+pub mod printers;
+pub mod resource_table;
+pub mod resources;
+pub mod selectors;
+pub mod strategy;
+pub mod validation;

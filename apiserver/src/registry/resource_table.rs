@@ -1,0 +1,208 @@
+//! The resource table: every served resource with its group/version/kind, names, scope,
+//! discovery data, subresources, strategy, printer and k8s-openapi type.
+
+use std::sync::LazyLock;
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::registry::printers::{self, Printer};
+use crate::registry::resources::{
+    DataStrategy, EndpointSliceStrategy, EventStrategy, NamespaceStrategy, NodeStrategy,
+    PodStrategy, ServiceStrategy, WorkloadKind, WorkloadStrategy,
+};
+use crate::registry::strategy::{PlainStrategy, Strategy};
+
+/// What a subresource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// `<r>/status`: the same object; writes change only status.
+    Status,
+    /// `<r>/scale`: an `autoscaling/v1` Scale view of `spec.replicas`.
+    Scale,
+    /// `pods/binding`: assigns a pod to a node.
+    Binding,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+        }
+    }
+}
+
+/// The k8s-openapi type behind a resource, as function pointers.
+pub struct TypeHooks {
+    /// Decodes JSON into the typed struct and back: rejects wrong field types and drops
+    /// unknown fields, exactly as decoding into the Go type does.
+    pub round_trip: fn(Value) -> Result<Value, String>,
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// `io.k8s.api.core.v1.Pod`.
+    pub schema_name: fn() -> String,
+}
+
+fn round_trip<K: DeserializeOwned + Serialize>(value: Value) -> Result<Value, String> {
+    let typed: K = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    serde_json::to_value(&typed).map_err(|e| e.to_string())
+}
+
+fn hooks<K: DeserializeOwned + Serialize + JsonSchema>() -> TypeHooks {
+    TypeHooks {
+        round_trip: round_trip::<K>,
+        schema: |g| g.subschema_for::<K>(),
+        schema_name: || K::schema_name().into_owned(),
+    }
+}
+
+/// One served resource.
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    pub strategy: Box<dyn Strategy>,
+    pub printer: &'static Printer,
+    pub types: TypeHooks,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The storage key prefix of this resource (`/registry/apps/deployments/`).
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("{}{ns}/{name}", self.key_prefix()),
+            None => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    pub fn has_subresource(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// Verbs of the main resource, as discovery lists them.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.plural == "namespaces" {
+            &["create", "delete", "get", "list", "patch", "update", "watch"]
+        } else {
+            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // reason: one row of the table, every column named at the call
+fn def(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [Subresource],
+    strategy: Box<dyn Strategy>,
+    printer: &'static Printer,
+    types: TypeHooks,
+) -> ResourceDef {
+    ResourceDef {
+        group,
+        version,
+        kind,
+        plural,
+        singular: Box::leak(kind.to_lowercase().into_boxed_str()),
+        namespaced,
+        short_names,
+        categories,
+        subresources,
+        strategy,
+        printer,
+        types,
+    }
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+const NO_SUBRESOURCES: &[Subresource] = &[];
+const STATUS: &[Subresource] = &[Subresource::Status];
+const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+
+fn workload(kind: WorkloadKind, template: &'static str) -> Box<dyn Strategy> {
+    Box::new(WorkloadStrategy {
+        template,
+        map_selector: kind == WorkloadKind::ReplicationController,
+        kind,
+    })
+}
+
+/// Every served resource, in discovery order.
+pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
+    use Subresource::Binding;
+    vec![
+        def("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, STATUS, Box::new(NamespaceStrategy), &printers::NAMESPACES, hooks::<core::v1::Namespace>()),
+        def("", "v1", "Pod", "pods", true, &["po"], ALL, &[Subresource::Status, Binding], Box::new(PodStrategy), &printers::PODS, hooks::<core::v1::Pod>()),
+        def("", "v1", "Service", "services", true, &["svc"], ALL, STATUS, Box::new(ServiceStrategy), &printers::SERVICES, hooks::<core::v1::Service>()),
+        def("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, NO_SUBRESOURCES, Box::new(PlainStrategy), &printers::ENDPOINTS, hooks::<core::v1::Endpoints>()),
+        def("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, NO_SUBRESOURCES, Box::new(DataStrategy { secret: false }), &printers::CONFIGMAPS, hooks::<core::v1::ConfigMap>()),
+        def("", "v1", "Secret", "secrets", true, NONE, NONE, NO_SUBRESOURCES, Box::new(DataStrategy { secret: true }), &printers::SECRETS, hooks::<core::v1::Secret>()),
+        def("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], NONE, NO_SUBRESOURCES, Box::new(PlainStrategy), &printers::SERVICEACCOUNTS, hooks::<core::v1::ServiceAccount>()),
+        def("", "v1", "Event", "events", true, &["ev"], NONE, NO_SUBRESOURCES, Box::new(EventStrategy), &printers::EVENTS, hooks::<core::v1::Event>()),
+        def("", "v1", "Node", "nodes", false, &["no"], NONE, STATUS, Box::new(NodeStrategy), &printers::NODES, hooks::<core::v1::Node>()),
+        def("", "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], ALL, STATUS_SCALE, workload(WorkloadKind::ReplicationController, "/spec/template"), &printers::REPLICATIONCONTROLLERS, hooks::<core::v1::ReplicationController>()),
+        def("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], ALL, STATUS, workload(WorkloadKind::DaemonSet, "/spec/template"), &printers::DAEMONSETS, hooks::<apps::v1::DaemonSet>()),
+        def("apps", "v1", "Deployment", "deployments", true, &["deploy"], ALL, STATUS_SCALE, workload(WorkloadKind::Deployment, "/spec/template"), &printers::DEPLOYMENTS, hooks::<apps::v1::Deployment>()),
+        def("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], ALL, STATUS_SCALE, workload(WorkloadKind::ReplicaSet, "/spec/template"), &printers::REPLICASETS, hooks::<apps::v1::ReplicaSet>()),
+        def("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], ALL, STATUS_SCALE, workload(WorkloadKind::StatefulSet, "/spec/template"), &printers::STATEFULSETS, hooks::<apps::v1::StatefulSet>()),
+        def("batch", "v1", "CronJob", "cronjobs", true, &["cj"], ALL, STATUS, workload(WorkloadKind::CronJob, "/spec/jobTemplate/spec/template"), &printers::CRONJOBS, hooks::<batch::v1::CronJob>()),
+        def("batch", "v1", "Job", "jobs", true, NONE, ALL, STATUS, workload(WorkloadKind::Job, "/spec/template"), &printers::JOBS, hooks::<batch::v1::Job>()),
+        def("coordination.k8s.io", "v1", "Lease", "leases", true, NONE, NONE, NO_SUBRESOURCES, Box::new(PlainStrategy), &printers::LEASES, hooks::<coordination::v1::Lease>()),
+        def("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, NONE, NONE, NO_SUBRESOURCES, Box::new(EndpointSliceStrategy), &printers::ENDPOINTSLICES, hooks::<discovery::v1::EndpointSlice>()),
+    ]
+});
+
+/// The resource at `group`/`version`/`plural`.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource serving a kind at an apiVersion.
+pub fn lookup_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// Group/versions served, in discovery order (core first).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}

@@ -1,0 +1,522 @@
+//! The strategies of the built-in resources. Each supplies only hooks (defaults, validation,
+//! status and generation rules, field selectors); the generic store does everything else.
+
+pub mod pod_spec;
+
+use serde_json::{Value, json};
+
+use crate::endpoints::status_error::FieldError;
+use crate::registry::strategy::Strategy;
+use crate::registry::validation::{NameRule, immutable, validate_labels};
+
+fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(map) = obj.as_object_mut()
+        && map.get(key).is_none_or(Value::is_null)
+    {
+        map.insert(key.to_owned(), value);
+    }
+}
+
+fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str)
+}
+
+pub struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec") {
+            pod_spec::defaults(spec, true);
+        }
+    }
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let qos = qos_class(&obj["spec"]);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        pod_spec::validate(&obj["spec"], "spec")
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        // Only images, activeDeadlineSeconds, tolerations (additions) and a few more may change;
+        // compare the spec without the mutable parts.
+        let strip = |spec: &Value| {
+            let mut s = spec.clone();
+            if let Some(cs) = s.get_mut("containers").and_then(Value::as_array_mut) {
+                for c in cs {
+                    c.as_object_mut().map(|m| m.remove("image"));
+                }
+            }
+            if let Some(cs) = s.get_mut("initContainers").and_then(Value::as_array_mut) {
+                for c in cs {
+                    c.as_object_mut().map(|m| m.remove("image"));
+                }
+            }
+            for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
+                s.as_object_mut().map(|m| m.remove(field));
+            }
+            s
+        };
+        if strip(&new["spec"]) != strip(&old["spec"]) {
+            return vec![FieldError::forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+            )];
+        }
+        Vec::new()
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        let pointer = match field {
+            "spec.nodeName" => "/spec/nodeName",
+            "spec.restartPolicy" => "/spec/restartPolicy",
+            "spec.schedulerName" => "/spec/schedulerName",
+            "spec.serviceAccountName" => "/spec/serviceAccountName",
+            "spec.hostNetwork" => {
+                return Some(obj["spec"]["hostNetwork"].as_bool().unwrap_or(false).to_string());
+            }
+            "status.phase" => "/status/phase",
+            "status.podIP" => "/status/podIP",
+            "status.nominatedNodeName" => "/status/nominatedNodeName",
+            _ => return None,
+        };
+        Some(str_at(obj, pointer).unwrap_or("").to_owned())
+    }
+}
+
+/// The QoS class from cpu/memory requests and limits of every container.
+fn qos_class(spec: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = spec["containers"].as_array().into_iter().flatten();
+    let inits = spec["initContainers"].as_array().into_iter().flatten();
+    for c in containers.chain(inits) {
+        let requests = &c["resources"]["requests"];
+        let limits = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let req = requests.get(r).or(limits.get(r));
+            let lim = limits.get(r);
+            if req.is_some() || lim.is_some() {
+                any = true;
+            }
+            if lim.is_none() || req != lim {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// Workloads with a pod template and a label selector.
+pub struct WorkloadStrategy {
+    /// Where the pod template sits (`/spec/template` or `/spec/jobTemplate/spec/template`).
+    pub template: &'static str,
+    /// Whether `spec.selector` is a LabelSelector (apps) or a plain map (ReplicationController).
+    pub map_selector: bool,
+    pub kind: WorkloadKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    ReplicaSet,
+    ReplicationController,
+    DaemonSet,
+    StatefulSet,
+    Job,
+    CronJob,
+}
+
+impl Strategy for WorkloadStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        let kind = self.kind;
+        if let Some(spec) = obj.get_mut("spec") {
+            match kind {
+                WorkloadKind::Deployment => {
+                    set_default(spec, "replicas", json!(1));
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "progressDeadlineSeconds", json!(600));
+                    set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
+                    if spec["strategy"]["type"] == "RollingUpdate" {
+                        set_default(&mut spec["strategy"], "rollingUpdate", json!({}));
+                        let ru = &mut spec["strategy"]["rollingUpdate"];
+                        set_default(ru, "maxUnavailable", json!("25%"));
+                        set_default(ru, "maxSurge", json!("25%"));
+                    }
+                }
+                WorkloadKind::ReplicaSet | WorkloadKind::ReplicationController => {
+                    set_default(spec, "replicas", json!(1));
+                }
+                WorkloadKind::DaemonSet => {
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+                    if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                        set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                        let ru = &mut spec["updateStrategy"]["rollingUpdate"];
+                        set_default(ru, "maxUnavailable", json!(1));
+                        set_default(ru, "maxSurge", json!(0));
+                    }
+                }
+                WorkloadKind::StatefulSet => {
+                    set_default(spec, "replicas", json!(1));
+                    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+                    set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+                    if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                        set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({"partition": 0}));
+                    }
+                }
+                WorkloadKind::Job => {
+                    set_default(spec, "completions", json!(1));
+                    set_default(spec, "parallelism", json!(1));
+                    set_default(spec, "backoffLimit", json!(6));
+                    set_default(spec, "completionMode", json!("NonIndexed"));
+                    set_default(spec, "suspend", json!(false));
+                    set_default(spec, "manualSelector", Value::Null);
+                    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+                }
+                WorkloadKind::CronJob => {
+                    set_default(spec, "concurrencyPolicy", json!("Allow"));
+                    set_default(spec, "suspend", json!(false));
+                    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+                    set_default(spec, "failedJobsHistoryLimit", json!(1));
+                }
+            }
+            if spec.get("manualSelector").is_some_and(Value::is_null) {
+                spec.as_object_mut().map(|m| m.remove("manualSelector"));
+            }
+        }
+        // A ReplicationController without a selector selects its template's labels.
+        if kind == WorkloadKind::ReplicationController
+            && obj["spec"]["selector"].as_object().is_none_or(|m| m.is_empty())
+            && let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned()
+        {
+            obj["spec"]["selector"] = labels;
+        }
+        let template = self.template.to_owned() + "/spec";
+        if let Some(spec) = obj.pointer_mut(&template) {
+            pod_spec::defaults(spec, false);
+        }
+    }
+    fn name_rule(&self) -> NameRule {
+        if self.kind == WorkloadKind::StatefulSet {
+            NameRule::Label
+        } else {
+            NameRule::Subdomain
+        }
+    }
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(map) = obj.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let template_path = self.template.trim_start_matches('/').replace('/', ".");
+        let template = obj.pointer(self.template).unwrap_or(&Value::Null);
+        if template.is_null() {
+            errs.push(FieldError::required(template_path, ""));
+            return errs;
+        }
+        let labels = &template["metadata"]["labels"];
+        errs.extend(validate_labels(labels, &format!("{template_path}.metadata.labels")));
+        if self.kind != WorkloadKind::CronJob && self.kind != WorkloadKind::Job {
+            let selector = &obj["spec"]["selector"];
+            if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
+                errs.push(FieldError::required("spec.selector", ""));
+            } else if !selector_matches(selector, labels, self.map_selector) {
+                errs.push(FieldError::invalid(
+                    format!("{template_path}.metadata.labels"),
+                    labels,
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+        if let Some(r) = obj["spec"]["replicas"].as_i64()
+            && r < 0
+        {
+            errs.push(FieldError::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+        }
+        if self.kind == WorkloadKind::CronJob && obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldError::required("spec.schedule", ""));
+        }
+        if matches!(self.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
+            let policy = template["spec"]["restartPolicy"].as_str().unwrap_or("");
+            if !["OnFailure", "Never"].contains(&policy) {
+                errs.push(FieldError::not_supported(
+                    format!("{template_path}.spec.restartPolicy"),
+                    &json!(policy),
+                    &["OnFailure", "Never"],
+                ));
+            }
+        }
+        errs.extend(pod_spec::validate(&template["spec"], &format!("{template_path}.spec")));
+        errs
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if matches!(
+            self.kind,
+            WorkloadKind::Deployment | WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet | WorkloadKind::StatefulSet | WorkloadKind::Job
+        ) {
+            errs.extend(immutable(new, old, "/spec/selector", "spec.selector"));
+        }
+        errs
+    }
+}
+
+/// Whether a selector selects a label map.
+fn selector_matches(selector: &Value, labels: &Value, map_selector: bool) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let match_labels = if map_selector { selector } else { &selector["matchLabels"] };
+    let labels_ok = match_labels
+        .as_object()
+        .map(|m| m.iter().all(|(k, v)| label(k) == v.as_str()))
+        .unwrap_or(true);
+    let exprs_ok = selector["matchExpressions"]
+        .as_array()
+        .filter(|_| !map_selector)
+        .map(|exprs| {
+            exprs.iter().all(|e| {
+                let key = e["key"].as_str().unwrap_or("");
+                let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                match e["operator"].as_str().unwrap_or("") {
+                    "In" => label(key).is_some_and(|v| values.contains(&v)),
+                    "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
+                    "Exists" => label(key).is_some(),
+                    "DoesNotExist" => label(key).is_none(),
+                    _ => false,
+                }
+            })
+        })
+        .unwrap_or(true);
+    labels_ok && exprs_ok
+}
+
+pub struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        if let Some(name) = obj["metadata"]["name"].as_str().map(str::to_owned) {
+            let meta = &mut obj["metadata"];
+            set_default(meta, "labels", json!({}));
+            meta["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        }
+    }
+    fn name_rule(&self) -> NameRule {
+        NameRule::Label
+    }
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Active"});
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        (field == "status.phase").then(|| str_at(obj, "/status/phase").unwrap_or("").to_owned())
+    }
+}
+
+pub struct ServiceStrategy;
+
+impl Strategy for ServiceStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        let Some(spec) = obj.get_mut("spec") else { return };
+        set_default(spec, "type", json!("ClusterIP"));
+        set_default(spec, "sessionAffinity", json!("None"));
+        let ty = spec["type"].as_str().unwrap_or("").to_owned();
+        if ty != "ExternalName" {
+            set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                set_default(p, "protocol", json!("TCP"));
+                if p.get("targetPort").is_none_or(Value::is_null)
+                    && let Some(port) = p.get("port").cloned()
+                {
+                    p["targetPort"] = port;
+                }
+            }
+        }
+    }
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1035
+    }
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let spec = &obj["spec"];
+        let ty = spec["type"].as_str().unwrap_or("");
+        if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+            errs.push(FieldError::not_supported("spec.type", &json!(ty), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+        }
+        let ports = spec["ports"].as_array();
+        if ty != "ExternalName" && ports.is_none_or(Vec::is_empty) && spec["clusterIP"] != "None" {
+            errs.push(FieldError::required("spec.ports", ""));
+        }
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            match p["port"].as_i64() {
+                Some(n) if (1..=65535).contains(&n) => {}
+                Some(n) => errs.push(FieldError::invalid(format!("spec.ports[{i}].port"), &json!(n), "must be between 1 and 65535, inclusive")),
+                None => errs.push(FieldError::required(format!("spec.ports[{i}].port"), "")),
+            }
+            if ports.is_some_and(|ps| ps.len() > 1) && p["name"].as_str().is_none_or(str::is_empty) {
+                errs.push(FieldError::required(format!("spec.ports[{i}].name"), ""));
+            }
+        }
+        errs
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let old_ip = &old["spec"]["clusterIP"];
+        let new_ip = &new["spec"]["clusterIP"];
+        if !old_ip.is_null() && !new_ip.is_null() && old_ip != new_ip {
+            return vec![FieldError::invalid("spec.clusterIPs[0]", new_ip, "may not change once set")];
+        }
+        Vec::new()
+    }
+}
+
+/// ConfigMaps and Secrets: key rules and `immutable`.
+pub struct DataStrategy {
+    pub secret: bool,
+}
+
+fn config_key_ok(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && key != "."
+        && key != ".."
+}
+
+impl Strategy for DataStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        if self.secret {
+            set_default(obj, "type", json!("Opaque"));
+            // stringData is write-only: merge it into data as base64.
+            if let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+                use base64::Engine;
+                set_default(obj, "data", json!({}));
+                for (k, v) in string_data {
+                    let text = v.as_str().unwrap_or_default();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        for field in ["data", "binaryData"] {
+            for (k, v) in obj[field].as_object().into_iter().flatten() {
+                if !config_key_ok(k) {
+                    errs.push(FieldError::invalid(
+                        format!("{field}[{k}]"),
+                        &json!(k),
+                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                    ));
+                }
+                if (self.secret || field == "binaryData") && v.as_str().is_some_and(|s| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(s).is_err()
+                }) {
+                    errs.push(FieldError::invalid(format!("{field}[{k}]"), &json!("<value omitted>"), "illegal base64 data"));
+                }
+            }
+        }
+        errs
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if old["immutable"] == json!(true) {
+            for field in ["data", "binaryData", "immutable"] {
+                if new[field] != old[field] {
+                    errs.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+                }
+            }
+        }
+        if self.secret {
+            errs.extend(immutable(new, old, "/type", "type"));
+        }
+        errs
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        (self.secret && field == "type").then(|| obj["type"].as_str().unwrap_or("").to_owned())
+    }
+}
+
+pub struct EventStrategy;
+
+impl Strategy for EventStrategy {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        let v = match field {
+            "involvedObject.kind" | "involvedObject.namespace" | "involvedObject.name"
+            | "involvedObject.uid" | "involvedObject.apiVersion" | "involvedObject.resourceVersion"
+            | "involvedObject.fieldPath" => {
+                obj["involvedObject"][field.trim_start_matches("involvedObject.")].as_str()
+            }
+            "reason" | "reportingComponent" | "type" => obj[field].as_str(),
+            "source" => obj["source"]["component"].as_str(),
+            _ => return None,
+        };
+        Some(v.unwrap_or("").to_owned())
+    }
+}
+
+pub struct NodeStrategy;
+
+impl Strategy for NodeStrategy {
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        (field == "spec.unschedulable").then(|| obj["spec"]["unschedulable"].as_bool().unwrap_or(false).to_string())
+    }
+}
+
+pub struct EndpointSliceStrategy;
+
+impl Strategy for EndpointSliceStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let ty = obj["addressType"].as_str().unwrap_or("");
+        if ty.is_empty() {
+            return vec![FieldError::required("addressType", "")];
+        }
+        if !["IPv4", "IPv6", "FQDN"].contains(&ty) {
+            return vec![FieldError::not_supported("addressType", &json!(ty), &["FQDN", "IPv4", "IPv6"])];
+        }
+        Vec::new()
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        immutable(new, old, "/addressType", "addressType").into_iter().collect()
+    }
+}
