@@ -62,7 +62,10 @@ struct Message {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<Message>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -134,7 +137,11 @@ fn parse_module(text: &str, module: &[String], out: &mut Vec<Message>) {
                 && let Some((key, value)) = marker.split_once('=')
                 && matches!(
                     key,
-                    "patchMergeKey" | "patchStrategy" | "listType" | "listMapKey" | "mapType"
+                    "patchMergeKey"
+                        | "patchStrategy"
+                        | "listType"
+                        | "listMapKey"
+                        | "mapType"
                         | "structType"
                 )
             {
@@ -224,9 +231,7 @@ fn parse_field(
 fn resolve_type(ty: &str, module: &[String]) -> String {
     let candidate = ty
         .split(['<', '>', ',', ' '])
-        .filter(|t| !t.is_empty())
-        .filter(|t| !t.starts_with("::"))
-        .next_back()
+        .rfind(|t| !t.is_empty() && !t.starts_with("::"))
         .unwrap_or_else(|| panic!("no message type in {ty}"));
     let mut path: Vec<String> = module.to_vec();
     let mut parts: Vec<&str> = candidate.split("::").collect();

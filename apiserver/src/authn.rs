@@ -38,7 +38,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = certs::Pki::load_or_create(dir.path()).unwrap();
         let client = pki.issue_client("admin", &["system:masters"]).unwrap();
-        let der = rustls_pki_types::pem::PemObject::from_pem_slice(client.cert_pem.as_bytes()).unwrap();
+        let der =
+            rustls_pki_types::pem::PemObject::from_pem_slice(client.cert_pem.as_bytes()).unwrap();
         let user = from_client_certificate(&[der]).unwrap();
         assert_eq!(user.name, "admin");
         assert_eq!(user.groups, ["system:masters", "system:authenticated"]);

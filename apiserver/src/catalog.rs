@@ -86,9 +86,15 @@ mod tests {
         assert_eq!(ips.message, "io.k8s.api.core.v1.podip");
         assert!(message("io.k8s.api.core.v1.PodIP").is_some());
         let meta = message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta").unwrap();
-        assert_eq!(meta.field("ownerReferences").unwrap().patch_merge_key, "uid");
+        assert_eq!(
+            meta.field("ownerReferences").unwrap().patch_merge_key,
+            "uid"
+        );
         assert_eq!(meta.field_by_tag(1).unwrap().name, "name");
-        let ports = message("io.k8s.api.core.v1.Container").unwrap().field("ports").unwrap();
+        let ports = message("io.k8s.api.core.v1.Container")
+            .unwrap()
+            .field("ports")
+            .unwrap();
         assert_eq!(ports.patch_merge_key, "containerPort");
         assert_eq!(ports.list_map_keys, ["containerPort", "protocol"]);
     }
@@ -101,6 +107,9 @@ mod tests {
         let status = message("io.k8s.api.core.v1.NodeStatus").unwrap();
         let capacity = status.field("capacity").unwrap();
         assert_eq!(capacity.kind, "map:string,message");
-        assert_eq!(capacity.message, "io.k8s.apimachinery.pkg.api.resource.quantity");
+        assert_eq!(
+            capacity.message,
+            "io.k8s.apimachinery.pkg.api.resource.quantity"
+        );
     }
 }

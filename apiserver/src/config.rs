@@ -75,7 +75,10 @@ async fn bootstrap_namespaces(store: &GenericStore) -> Result<()> {
     let namespaces = resource_table::lookup("", "v1", "namespaces").expect("namespaces are served");
     for name in INITIAL_NAMESPACES {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match store.create(namespaces, None, body, &WriteOptions::default()).await {
+        match store
+            .create(namespaces, None, body, &WriteOptions::default())
+            .await
+        {
             Ok(_) => info!(namespace = name, "created initial namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => bail!("creating namespace {name}: {}", e.message),
@@ -87,24 +90,34 @@ async fn bootstrap_namespaces(store: &GenericStore) -> Result<()> {
 /// Prepares the data dir and serves until the process ends.
 pub async fn run(flags: Flags) -> Result<()> {
     if flags.storage_backend != "embedded" {
-        bail!("--storage-backend={} is not available; use embedded", flags.storage_backend);
+        bail!(
+            "--storage-backend={} is not available; use embedded",
+            flags.storage_backend
+        );
     }
-    std::fs::create_dir_all(&flags.data_dir).with_context(|| format!("creating {}", flags.data_dir.display()))?;
+    std::fs::create_dir_all(&flags.data_dir)
+        .with_context(|| format!("creating {}", flags.data_dir.display()))?;
     let pki = certs::Pki::load_or_create(&flags.data_dir.join("pki"))?;
     let (cert, key) = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => {
             let hosts = certs::default_serving_hosts(&flags.tls_sans);
-            let files = pki.ensure_files("apiserver", |p| p.issue_serving("kube-apiserver", &hosts))?;
+            let files =
+                pki.ensure_files("apiserver", |p| p.issue_serving("kube-apiserver", &hosts))?;
             (files.cert, files.key)
         }
         _ => bail!("--tls-cert-file and --tls-private-key-file go together"),
     };
-    let client_ca = flags.client_ca_file.clone().unwrap_or_else(|| pki.dir().join(certs::CA_CERT));
+    let client_ca = flags
+        .client_ca_file
+        .clone()
+        .unwrap_or_else(|| pki.dir().join(certs::CA_CERT));
     let tls = crate::serve::tls_config(&cert, &key, &client_ca)?;
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -112,10 +125,19 @@ pub async fn run(flags: Flags) -> Result<()> {
         ip => ip.to_string(),
     };
     let server_url = format!("https://{host}:{}", local.port());
-    let kubeconfig = flags.admin_kubeconfig.clone().unwrap_or_else(|| flags.data_dir.join("admin.kubeconfig"));
-    pki.ensure_kubeconfig(&kubeconfig, &server_url, "kubernetes-admin", &["system:masters"])?;
+    let kubeconfig = flags
+        .admin_kubeconfig
+        .clone()
+        .unwrap_or_else(|| flags.data_dir.join("admin.kubeconfig"));
+    pki.ensure_kubeconfig(
+        &kubeconfig,
+        &server_url,
+        "kubernetes-admin",
+        &["system:masters"],
+    )?;
 
-    let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
+    let storage: Arc<dyn Storage> =
+        Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
     let _compactor = spawn_periodic_compaction(storage.clone(), flags.etcd_compaction_interval);
     let store = GenericStore::new(storage);
     bootstrap_namespaces(&store).await?;

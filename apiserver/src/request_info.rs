@@ -149,10 +149,12 @@ impl RequestInfo {
             ("PATCH", _) => "patch",
             ("DELETE", true) => "delete",
             ("DELETE", false) => "deletecollection",
-            (other, _) => return RequestInfo {
-                verb: other.to_lowercase(),
-                ..info
-            },
+            (other, _) => {
+                return RequestInfo {
+                    verb: other.to_lowercase(),
+                    ..info
+                };
+            }
         }
         .to_owned();
         info
@@ -181,27 +183,52 @@ mod tests {
 
     #[test]
     fn group_list_and_watch_and_collection_delete() {
-        let i = parse(Method::GET, "/apis/apps/v1/namespaces/ns/deployments?watch=1");
-        assert_eq!((i.verb.as_str(), i.group.as_str(), i.version.as_str()), ("watch", "apps", "v1"));
+        let i = parse(
+            Method::GET,
+            "/apis/apps/v1/namespaces/ns/deployments?watch=1",
+        );
+        assert_eq!(
+            (i.verb.as_str(), i.group.as_str(), i.version.as_str()),
+            ("watch", "apps", "v1")
+        );
         let i = parse(Method::GET, "/apis/apps/v1/deployments?&limit=500");
         assert_eq!((i.verb.as_str(), i.namespace), ("list", None));
-        let i = parse(Method::DELETE, "/api/v1/namespaces/ns/configmaps?labelSelector=a%3Db");
+        let i = parse(
+            Method::DELETE,
+            "/api/v1/namespaces/ns/configmaps?labelSelector=a%3Db",
+        );
         assert_eq!(i.verb, "deletecollection");
     }
 
     #[test]
     fn namespaces_are_objects_with_their_own_subresources() {
         let i = parse(Method::GET, "/api/v1/namespaces/kube-system");
-        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.namespace), ("namespaces", Some("kube-system"), None));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_deref(), i.namespace),
+            ("namespaces", Some("kube-system"), None)
+        );
         let i = parse(Method::PUT, "/api/v1/namespaces/x/status");
-        assert_eq!((i.resource.as_str(), i.subresource.as_deref()), ("namespaces", Some("status")));
+        assert_eq!(
+            (i.resource.as_str(), i.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
         let i = parse(Method::POST, "/api/v1/namespaces");
-        assert_eq!((i.verb.as_str(), i.resource.as_str()), ("create", "namespaces"));
+        assert_eq!(
+            (i.verb.as_str(), i.resource.as_str()),
+            ("create", "namespaces")
+        );
     }
 
     #[test]
     fn non_resource_paths_are_marked() {
-        for p in ["/version", "/apis", "/api", "/api/v1", "/apis/apps/v1", "/openapi/v3"] {
+        for p in [
+            "/version",
+            "/apis",
+            "/api",
+            "/api/v1",
+            "/apis/apps/v1",
+            "/openapi/v3",
+        ] {
             assert!(!parse(Method::GET, p).is_resource, "{p}");
         }
     }

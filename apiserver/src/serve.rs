@@ -23,12 +23,17 @@ use crate::authn;
 use crate::endpoints::{self, ApiServer, status_error::ApiError};
 
 /// Builds the TLS configuration from PEM files.
-pub fn tls_config(cert_file: &Path, key_file: &Path, client_ca_file: &Path) -> Result<ServerConfig> {
+pub fn tls_config(
+    cert_file: &Path,
+    key_file: &Path,
+    client_ca_file: &Path,
+) -> Result<ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading {}", cert_file.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .with_context(|| format!("reading {}", key_file.display()))?;
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(client_ca_file)
         .with_context(|| format!("reading {}", client_ca_file.display()))?
@@ -90,7 +95,9 @@ async fn serve_connection(
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
-                    endpoints::error_response(&ApiError::internal("the server panicked while handling the request"))
+                    endpoints::error_response(&ApiError::internal(
+                        "the server panicked while handling the request",
+                    ))
                 });
             Ok::<_, std::convert::Infallible>(response)
         }

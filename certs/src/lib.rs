@@ -153,7 +153,9 @@ impl Pki {
         Ok(files)
     }
 
-    /// Writes a kubeconfig for a client certificate unless the file already exists.
+    /// Writes a kubeconfig for a client certificate unless the file already exists. An
+    /// existing one keeps its credentials; only its server address follows `server` (the port
+    /// may change between runs on one data dir).
     pub fn ensure_kubeconfig(
         &self,
         path: &Path,
@@ -162,6 +164,15 @@ impl Pki {
         groups: &[&str],
     ) -> Result<()> {
         if path.exists() {
+            let text = fs::read_to_string(path)?;
+            if let Ok(mut config) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(current) = config["clusters"][0]["cluster"]["server"].as_str()
+                && current != server
+            {
+                config["clusters"][0]["cluster"]["server"] = server.into();
+                let updated = serde_json::to_string_pretty(&config)?;
+                write_private(path, updated.as_bytes())?;
+            }
             return Ok(());
         }
         let client = self.issue_client(user, groups)?;
@@ -309,7 +320,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
         let client = pki.issue_client("alice", &["dev"]).unwrap();
-        assert_eq!(subject_of(&client.cert_pem), ("alice".into(), vec!["dev".into()]));
+        assert_eq!(
+            subject_of(&client.cert_pem),
+            ("alice".into(), vec!["dev".into()])
+        );
         let nobody = pki.issue_client("bob", &[]).unwrap();
         assert_eq!(subject_of(&nobody.cert_pem), ("bob".into(), vec![]));
         // Two groups cannot be encoded; refusing beats silently dropping one.
@@ -339,8 +353,17 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect();
-        for want in ["localhost", "127.0.0.1", "::1", "api.example.test", "10.0.0.1"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        for want in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "api.example.test",
+            "10.0.0.1",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
     }
 
@@ -380,17 +403,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
         let path = dir.path().join("admin.kubeconfig");
-        pki.ensure_kubeconfig(&path, "https://127.0.0.1:6443", "admin", &["system:masters"])
-            .unwrap();
+        pki.ensure_kubeconfig(
+            &path,
+            "https://127.0.0.1:6443",
+            "admin",
+            &["system:masters"],
+        )
+        .unwrap();
         let config: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(config["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
+        assert_eq!(
+            config["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
         let ca = config["clusters"][0]["cluster"]["certificate-authority-data"]
             .as_str()
             .unwrap();
-        let ca = base64::engine::general_purpose::STANDARD.decode(ca).unwrap();
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .unwrap();
         assert_eq!(String::from_utf8(ca).unwrap(), pki.ca_cert_pem());
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // A new port keeps the credentials and moves the server address.
+        pki.ensure_kubeconfig(
+            &path,
+            "https://127.0.0.1:7443",
+            "admin",
+            &["system:masters"],
+        )
+        .unwrap();
+        let moved: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            moved["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:7443"
+        );
+        assert_eq!(moved["users"], config["users"]);
     }
 }

@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 use crate::registry::resource_table::{RESOURCES, ResourceDef, Subresource, group_versions};
 
-fn subresource_kind(sub: Subresource, r: &ResourceDef) -> (&'static str, &'static str, &'static str) {
+fn subresource_kind(
+    sub: Subresource,
+    r: &ResourceDef,
+) -> (&'static str, &'static str, &'static str) {
     match sub {
         Subresource::Status => ("", "", r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
@@ -56,18 +59,24 @@ pub fn api_group_list() -> Value {
 
 /// `/apis/<group>`.
 pub fn api_group_doc(group: &str) -> Option<Value> {
-    groups().into_iter().find(|(g, _)| *g == group).map(|(g, vs)| {
-        let mut doc = api_group(g, &vs);
-        doc["kind"] = json!("APIGroup");
-        doc["apiVersion"] = json!("v1");
-        doc
-    })
+    groups()
+        .into_iter()
+        .find(|(g, _)| *g == group)
+        .map(|(g, vs)| {
+            let mut doc = api_group(g, &vs);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        })
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
             "kind": r.kind, "verbs": r.verbs(),
@@ -93,8 +102,13 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    let mut doc = json!({"kind": "APIResourceList", "groupVersion": group_version, "resources": resources});
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    let mut doc =
+        json!({"kind": "APIResourceList", "groupVersion": group_version, "resources": resources});
     if !group.is_empty() {
         doc["apiVersion"] = json!("v1");
     }
@@ -154,7 +168,10 @@ pub fn aggregated(core: bool, version: &str) -> Value {
     let items: Vec<Value> = if core {
         vec![aggregated_group("", &["v1"])]
     } else {
-        groups().iter().map(|(g, vs)| aggregated_group(g, vs)).collect()
+        groups()
+            .iter()
+            .map(|(g, vs)| aggregated_group(g, vs))
+            .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"),
            "metadata": {}, "items": items})
@@ -167,23 +184,56 @@ mod tests {
     #[test]
     fn core_resources_list_subresources_and_short_names() {
         let doc = api_resource_list("", "v1").unwrap();
-        let names: Vec<&str> = doc["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/binding"));
-        let pods = doc["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let names: Vec<&str> = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods")
+                && names.contains(&"pods/status")
+                && names.contains(&"pods/binding")
+        );
+        let pods = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        assert!(doc.get("apiVersion").is_none(), "core lists carry no apiVersion");
+        assert!(
+            doc.get("apiVersion").is_none(),
+            "core lists carry no apiVersion"
+        );
         let apps = api_resource_list("apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
-        assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (scale["group"].as_str(), scale["kind"].as_str()),
+            (Some("autoscaling"), Some("Scale"))
+        );
     }
 
     #[test]
     fn aggregated_apis_lists_every_group() {
         let doc = aggregated(false, "v2");
         assert_eq!(doc["apiVersion"], "apidiscovery.k8s.io/v2");
-        let groups: Vec<&str> = doc["items"].as_array().unwrap().iter().map(|g| g["metadata"]["name"].as_str().unwrap()).collect();
-        assert_eq!(groups, ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]);
+        let groups: Vec<&str> = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            groups,
+            ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]
+        );
         let core = aggregated(true, "v2");
         assert!(core["items"][0]["metadata"].get("name").is_none());
     }

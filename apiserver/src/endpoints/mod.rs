@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use serde_json::{Value, json};
 
 use crate::authn::UserInfo;
@@ -53,20 +53,27 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 fn json_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     resp
 }
 
 fn json_value(status: StatusCode, value: &Value) -> Response<Body> {
-    json_response(status, "application/json", serde_json::to_vec(value).expect("JSON serializes"))
+    json_response(
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("JSON serializes"),
+    )
 }
 
 /// The Status response of an error.
 pub fn error_response(err: &ApiError) -> Response<Body> {
     let mut resp = json_value(err.status_code(), &err.to_status_json());
     if let Some(secs) = err.retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -74,8 +81,14 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
 fn text_response(status: StatusCode, text: String) -> Response<Body> {
     let mut resp = Response::new(full(text));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -89,12 +102,16 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
     resp
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Serves one request from an authenticated (or not) caller.
-pub async fn handle<B>(server: Arc<ApiServer>, req: Request<B>, user: Option<UserInfo>) -> Response<Body>
+pub async fn handle<B>(
+    server: Arc<ApiServer>,
+    req: Request<B>,
+    user: Option<UserInfo>,
+) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -163,7 +180,8 @@ fn discovery_response(accept: Option<&str>, core: bool) -> Response<Body> {
         DiscoveryFormat::Legacy if core => json_value(StatusCode::OK, &discovery::api_versions()),
         DiscoveryFormat::Legacy => json_value(StatusCode::OK, &discovery::api_group_list()),
     };
-    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
 }
 
@@ -179,45 +197,96 @@ fn health(path: &str, query: &Query) -> Response<Body> {
     }
 }
 
-fn openapi_document(server: &ApiServer, path: &str, query: &Query) -> Result<Response<Body>, ApiError> {
-    let (hash, bytes) = server.openapi.get(path).ok_or_else(ApiError::path_not_found)?;
+fn openapi_document(
+    server: &ApiServer,
+    path: &str,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let (hash, bytes) = server
+        .openapi
+        .get(path)
+        .ok_or_else(ApiError::path_not_found)?;
     let mut resp = json_response(StatusCode::OK, "application/json", bytes.to_vec());
     let headers = resp.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
         headers.insert(header::ETAG, etag);
     }
-    let cache = if query.get("hash") == Some(hash) { "public, immutable" } else { "no-cache, private" };
+    let cache = if query.get("hash") == Some(hash) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(resp)
 }
 
+/// Bytes of an oversized body still read (and dropped) before answering 413, so an HTTP/1.1
+/// client that is still sending can read the answer instead of a reset connection.
+const OVERSIZE_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
+
 /// Reads a request body, refusing more than [`MAX_BODY_BYTES`] with 413.
 async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY_BYTES)),
-        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+    let mut body = std::pin::pin!(body);
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!("error reading the request body: {}", e.into()))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            collected.extend_from_slice(&data);
+            if collected.len() > MAX_BODY_BYTES {
+                let mut drained = collected.len();
+                let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, async {
+                    while drained < OVERSIZE_DRAIN_BYTES {
+                        match body.frame().await {
+                            Some(Ok(frame)) => {
+                                drained += frame.data_ref().map(Bytes::len).unwrap_or(0)
+                            }
+                            _ => break,
+                        }
+                    }
+                })
+                .await;
+                return Err(ApiError::too_large(MAX_BODY_BYTES));
+            }
+        }
     }
+    Ok(collected.freeze())
 }
 
 fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     let dry_run = match query.all("dryRun").as_slice() {
         [] => false,
         ["All"] => true,
-        other => return Err(ApiError::bad_request(format!("dryRun must be \"All\"; got {other:?}"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun must be \"All\"; got {other:?}"
+            )));
+        }
     };
-    Ok(WriteOptions { dry_run, field_validation: FieldValidation::parse(query.non_empty("fieldValidation"))? })
+    Ok(WriteOptions {
+        dry_run,
+        field_validation: FieldValidation::parse(query.non_empty("fieldValidation"))?,
+    })
 }
 
 fn list_options(r: &ResourceDef, query: &Query) -> Result<ListOptions, ApiError> {
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), r.strategy.as_ref(), r.kind)?;
+    let fields = FieldSelector::parse(
+        query.get("fieldSelector").unwrap_or(""),
+        r.strategy.as_ref(),
+        r.kind,
+    )?;
     let limit = match query.non_empty("limit") {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?),
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
         None => None,
     };
     let resource_version = match query.non_empty("resourceVersion") {
@@ -268,13 +337,24 @@ where
     let store = &server.store;
     let name = info.name.as_deref().unwrap_or("");
     let encode = |status: StatusCode, value: Value, warnings: &[String]| {
-        with_warnings(json_response(status, &output.content_type(), representation::encode(&value, output)), warnings)
+        with_warnings(
+            json_response(
+                status,
+                &output.content_type(),
+                representation::encode(&value, output),
+            ),
+            warnings,
+        )
     };
 
     match (info.verb.as_str(), subresource) {
         ("get", None | Some(Subresource::Status)) => {
             let obj = store.get(r, namespace, name).await?;
-            Ok(encode(StatusCode::OK, representation::object(r, obj, output, include), &[]))
+            Ok(encode(
+                StatusCode::OK,
+                representation::object(r, obj, output, include),
+                &[],
+            ))
         }
         ("get", Some(Subresource::Scale)) => {
             let obj = store.get(r, namespace, name).await?;
@@ -286,12 +366,28 @@ where
             }
             let opts = list_options(r, &query)?;
             let page = store.list(r, namespace, &opts).await?;
-            let body = representation::list(r, page.items, &page.resource_version.to_string(), page.continue_token.as_deref(), output, include);
+            let body = representation::list(
+                r,
+                page.items,
+                &page.resource_version.to_string(),
+                page.continue_token.as_deref(),
+                output,
+                include,
+            );
             Ok(encode(StatusCode::OK, body, &[]))
         }
         ("watch", None) => {
             let opts = list_options(r, &query)?;
-            watch::serve_watch(server, r, namespace.map(str::to_owned), &query, opts, output, include).await
+            watch::serve_watch(
+                server,
+                r,
+                namespace.map(str::to_owned),
+                &query,
+                opts,
+                output,
+                include,
+            )
+            .await
         }
         ("create", None) => {
             let ns = require_namespace(r, namespace)?;
@@ -300,27 +396,47 @@ where
             let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
             ensure_namespace_exists(store, r, ns).await?;
             let written = store.create(r, ns, body, &opts).await?;
-            Ok(encode(StatusCode::CREATED, representation::object(r, written.object, output, include), &written.warnings))
+            Ok(encode(
+                StatusCode::CREATED,
+                representation::object(r, written.object, output, include),
+                &written.warnings,
+            ))
         }
         ("create", Some(Subresource::Binding)) => {
             let format = negotiation::body_format(content_type.as_deref())?;
             let binding = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
             bind_pod(store, r, namespace, name, &binding, &write_options(&query)?).await?;
-            Ok(json_value(StatusCode::CREATED, &status_error::success_status(name, "", "pods", "")))
+            Ok(json_value(
+                StatusCode::CREATED,
+                &status_error::success_status(name, "", "pods", ""),
+            ))
         }
         ("update", None | Some(Subresource::Status)) => {
             let opts = write_options(&query)?;
             let format = negotiation::body_format(content_type.as_deref())?;
             let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
-            let scope = if subresource.is_some() { UpdateScope::Status } else { UpdateScope::Main };
+            let scope = if subresource.is_some() {
+                UpdateScope::Status
+            } else {
+                UpdateScope::Main
+            };
             let written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |_| Ok(body.clone()))
                 .await?;
-            Ok(encode(StatusCode::OK, representation::object(r, written.object, output, include), &written.warnings))
+            Ok(encode(
+                StatusCode::OK,
+                representation::object(r, written.object, output, include),
+                &written.warnings,
+            ))
         }
         ("update", Some(Subresource::Scale)) => {
-            let body = negotiation::decode_body(negotiation::body_format(content_type.as_deref())?, &read_body(req.into_body()).await?)?;
-            update_scale(store, r, namespace, name, &query, |_| Ok(body.clone())).await.map(|v| encode(StatusCode::OK, v, &[]))
+            let body = negotiation::decode_body(
+                negotiation::body_format(content_type.as_deref())?,
+                &read_body(req.into_body()).await?,
+            )?;
+            update_scale(store, r, namespace, name, &query, |_| Ok(body.clone()))
+                .await
+                .map(|v| encode(StatusCode::OK, v, &[]))
         }
         ("patch", sub) => {
             let patch_type = patch::PatchType::from_content_type(content_type.as_deref())?;
@@ -328,58 +444,102 @@ where
             let schema = (r.types.schema_name)();
             if sub == Some(Subresource::Scale) {
                 let scale_schema = "io.k8s.api.autoscaling.v1.Scale";
-                return update_scale(store, r, namespace, name, &query, |scale| patch::apply_patch(patch_type, scale, &body, scale_schema))
-                    .await
-                    .map(|v| encode(StatusCode::OK, v, &[]));
+                return update_scale(store, r, namespace, name, &query, |scale| {
+                    patch::apply_patch(patch_type, scale, &body, scale_schema)
+                })
+                .await
+                .map(|v| encode(StatusCode::OK, v, &[]));
             }
             let opts = write_options(&query)?;
-            let scope = if sub == Some(Subresource::Status) { UpdateScope::Status } else { UpdateScope::Main };
+            let scope = if sub == Some(Subresource::Status) {
+                UpdateScope::Status
+            } else {
+                UpdateScope::Main
+            };
             let written = store
-                .guaranteed_update(r, namespace, name, scope, &opts, |old| patch::apply_patch(patch_type, old, &body, &schema))
+                .guaranteed_update(r, namespace, name, scope, &opts, |old| {
+                    patch::apply_patch(patch_type, old, &body, &schema)
+                })
                 .await?;
-            Ok(encode(StatusCode::OK, representation::object(r, written.object, output, include), &written.warnings))
+            Ok(encode(
+                StatusCode::OK,
+                representation::object(r, written.object, output, include),
+                &written.warnings,
+            ))
         }
         ("delete", None) => {
             let body = read_body(req.into_body()).await?;
             let options = delete_options(&body, &query)?;
             let dry_run = write_options(&query)?.dry_run
-                || options["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"));
+                || options["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|v| v == "All"));
             let (obj, gone) = store.delete(r, namespace, name, &options, dry_run).await?;
-            let status = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let status = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             if gone && r.plural != "pods" {
                 let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-                return Ok(json_value(status, &status_error::success_status(name, r.group, r.plural, uid)));
+                return Ok(json_value(
+                    status,
+                    &status_error::success_status(name, r.group, r.plural, uid),
+                ));
             }
-            Ok(encode(status, representation::object(r, obj, output, include), &[]))
+            Ok(encode(
+                status,
+                representation::object(r, obj, output, include),
+                &[],
+            ))
         }
         ("deletecollection", None) => {
             let body = read_body(req.into_body()).await?;
             let options = delete_options(&body, &query)?;
             let dry_run = write_options(&query)?.dry_run;
             let opts = list_options(r, &query)?;
-            let page = store.list(r, namespace, &ListOptions { limit: None, continue_token: None, ..opts }).await?;
+            let page = store
+                .list(
+                    r,
+                    namespace,
+                    &ListOptions {
+                        limit: None,
+                        continue_token: None,
+                        ..opts
+                    },
+                )
+                .await?;
             let mut deleted = Vec::new();
             for item in page.items {
                 let item_name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
                 let item_ns = item["metadata"]["namespace"].as_str().map(str::to_owned);
-                match store.delete(r, item_ns.as_deref(), &item_name, &options, dry_run).await {
+                match store
+                    .delete(r, item_ns.as_deref(), &item_name, &options, dry_run)
+                    .await
+                {
                     Ok((obj, _)) => deleted.push(obj),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
             let rv = store.current_revision().to_string();
-            Ok(encode(StatusCode::OK, representation::list(r, deleted, &rv, None, output, include), &[]))
+            Ok(encode(
+                StatusCode::OK,
+                representation::list(r, deleted, &rv, None, output, include),
+                &[],
+            ))
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {})",
-            info.verb,
-            info.path
+            info.verb, info.path
         ))),
     }
 }
 
-fn require_namespace<'a>(r: &ResourceDef, namespace: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+fn require_namespace<'a>(
+    r: &ResourceDef,
+    namespace: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
     if r.namespaced && namespace.is_none() {
         return Err(ApiError::path_not_found());
     }
@@ -387,15 +547,23 @@ fn require_namespace<'a>(r: &ResourceDef, namespace: Option<&'a str>) -> Result<
 }
 
 /// Namespaced objects may only be created in an existing namespace (NamespaceLifecycle).
-async fn ensure_namespace_exists(store: &GenericStore, r: &ResourceDef, namespace: Option<&str>) -> Result<(), ApiError> {
-    let (true, Some(ns)) = (r.namespaced, namespace) else { return Ok(()) };
+async fn ensure_namespace_exists(
+    store: &GenericStore,
+    r: &ResourceDef,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    let (true, Some(ns)) = (r.namespaced, namespace) else {
+        return Ok(());
+    };
     let namespaces = resource_table::lookup("", "v1", "namespaces").expect("namespaces are served");
     let obj = store.get(namespaces, None, ns).await?;
     if !obj["metadata"]["deletionTimestamp"].is_null() {
         return Err(ApiError::new(
             403,
             "Forbidden",
-            format!("unable to create new content in namespace {ns} because it is being terminated"),
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         ));
     }
     Ok(())
@@ -409,7 +577,9 @@ fn delete_options(body: &[u8], query: &Query) -> Result<Value, ApiError> {
         if let Some(kind) = v["kind"].as_str()
             && kind != "DeleteOptions"
         {
-            return Err(ApiError::bad_request(format!("expected DeleteOptions, got {kind}")));
+            return Err(ApiError::bad_request(format!(
+                "expected DeleteOptions, got {kind}"
+            )));
         }
         v
     };
@@ -419,7 +589,9 @@ fn delete_options(body: &[u8], query: &Query) -> Result<Value, ApiError> {
     if let Some(policy) = options["propagationPolicy"].as_str()
         && !["Orphan", "Background", "Foreground"].contains(&policy)
     {
-        return Err(ApiError::bad_request(format!("propagationPolicy {policy:?} is not one of Orphan, Background, Foreground")));
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy {policy:?} is not one of Orphan, Background, Foreground"
+        )));
     }
     Ok(options)
 }
@@ -428,11 +600,21 @@ fn delete_options(body: &[u8], query: &Query) -> Result<Value, ApiError> {
 fn scale_of(r: &ResourceDef, obj: &Value) -> Value {
     let meta = &obj["metadata"];
     let selector = if r.plural == "replicationcontrollers" {
-        let mut parts: Vec<String> = obj["spec"]["selector"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        let mut parts: Vec<String> = obj["spec"]["selector"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
         parts.sort();
         parts.join(",")
     } else {
-        let mut parts: Vec<String> = obj["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        let mut parts: Vec<String> = obj["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
         parts.sort();
         parts.join(",")
     };
@@ -461,14 +643,24 @@ where
         .guaranteed_update(r, namespace, name, UpdateScope::Main, &opts, |old| {
             let scale = new_scale(&scale_of(r, old))?;
             let replicas = scale["spec"]["replicas"].as_i64().ok_or_else(|| {
-                ApiError::invalid("Scale", "autoscaling", name, &[status_error::FieldError::required("spec.replicas", "")])
+                ApiError::invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    &[status_error::FieldError::required("spec.replicas", "")],
+                )
             })?;
             if replicas < 0 {
-                return Err(ApiError::invalid("Scale", "autoscaling", name, &[status_error::FieldError::invalid(
-                    "spec.replicas",
-                    &json!(replicas),
-                    "must be greater than or equal to 0",
-                )]));
+                return Err(ApiError::invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    &[status_error::FieldError::invalid(
+                        "spec.replicas",
+                        &json!(replicas),
+                        "must be greater than or equal to 0",
+                    )],
+                ));
             }
             let mut obj = old.clone();
             obj["spec"]["replicas"] = json!(replicas);
@@ -490,16 +682,34 @@ async fn bind_pod(
     binding: &Value,
     opts: &WriteOptions,
 ) -> Result<(), ApiError> {
-    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::invalid("Binding", "", name, &[status_error::FieldError::required("target.name", "")])
-    })?;
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Binding",
+                "",
+                name,
+                &[status_error::FieldError::required("target.name", "")],
+            )
+        })?;
     store
         .guaranteed_update(r, namespace, name, UpdateScope::Binding, opts, |old| {
             if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict("pods", "", name, &format!("pod {name} is already assigned to node {current:?}")));
+                return Err(ApiError::conflict(
+                    "pods",
+                    "",
+                    name,
+                    &format!("pod {name} is already assigned to node {current:?}"),
+                ));
             }
             if !old["metadata"]["deletionTimestamp"].is_null() {
-                return Err(ApiError::conflict("pods", "", name, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict(
+                    "pods",
+                    "",
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
             let mut pod = old.clone();
             pod["spec"]["nodeName"] = json!(node);

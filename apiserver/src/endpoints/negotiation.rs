@@ -89,7 +89,10 @@ pub fn negotiate_output(accept: Option<&str>) -> Result<Output, ApiError> {
         return Ok(Output::Json);
     }
     for range in &ranges {
-        let json_like = matches!(range.mime.as_str(), "application/json" | "*/*" | "application/*");
+        let json_like = matches!(
+            range.mime.as_str(),
+            "application/json" | "*/*" | "application/*"
+        );
         match range.param("as") {
             Some("Table") if json_like => {
                 if let Some(v) = meta_version(range) {
@@ -148,7 +151,13 @@ pub enum BodyFormat {
 
 pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, ApiError> {
     let mime = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     match mime.as_str() {
         "" | "application/json" | "*/*" => Ok(BodyFormat::Json),
@@ -162,9 +171,7 @@ pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, ApiError> {
 pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, ApiError> {
     let value = match format {
         BodyFormat::Json => serde_json::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
         BodyFormat::Yaml => decode_yaml(body)?,
         BodyFormat::Protobuf => protobuf::decode(body)?,
@@ -203,7 +210,10 @@ mod tests {
     fn protobuf_preference_falls_back_to_json() {
         let accept = "application/vnd.kubernetes.protobuf,application/json";
         assert_eq!(negotiate_output(Some(accept)).unwrap(), Output::Json);
-        assert_eq!(negotiate_output(Some("application/vnd.kubernetes.protobuf, */*")).unwrap(), Output::Json);
+        assert_eq!(
+            negotiate_output(Some("application/vnd.kubernetes.protobuf, */*")).unwrap(),
+            Output::Json
+        );
         assert_eq!(negotiate_output(None).unwrap(), Output::Json);
         assert!(negotiate_output(Some("application/vnd.kubernetes.protobuf")).is_err());
     }
@@ -211,12 +221,24 @@ mod tests {
     #[test]
     fn metadata_and_discovery_are_recognized() {
         let accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-        assert_eq!(negotiate_output(Some(accept)).unwrap(), Output::Metadata("v1"));
+        assert_eq!(
+            negotiate_output(Some(accept)).unwrap(),
+            Output::Metadata("v1")
+        );
         let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(negotiate_discovery(Some(accept)), DiscoveryFormat::Aggregated("v2"));
+        assert_eq!(
+            negotiate_discovery(Some(accept)),
+            DiscoveryFormat::Aggregated("v2")
+        );
         let accept = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(negotiate_discovery(Some(accept)), DiscoveryFormat::Aggregated("v2beta1"));
-        assert_eq!(negotiate_discovery(Some("application/json")), DiscoveryFormat::Legacy);
+        assert_eq!(
+            negotiate_discovery(Some(accept)),
+            DiscoveryFormat::Aggregated("v2beta1")
+        );
+        assert_eq!(
+            negotiate_discovery(Some("application/json")),
+            DiscoveryFormat::Legacy
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ static JSON_NAMES: LazyLock<HashMap<String, HashMap<String, String>>> = LazyLock
         .map(|(name, schema)| {
             let props = schema["properties"]
                 .as_object()
-                .map(|p| p.keys().map(|k| (catalog::normalize(k), k.clone())).collect())
+                .map(|p| {
+                    p.keys()
+                        .map(|k| (catalog::normalize(k), k.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             (name.to_lowercase(), props)
         })
@@ -44,10 +48,7 @@ fn build_definitions() -> Map<String, Value> {
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Patch>();
     generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>();
-    let mut defs: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let mut defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (name, schema) in defs.iter_mut() {
         add_markers(name, schema);
         wrap_refs(schema);
@@ -85,22 +86,39 @@ fn list_schema(r: &ResourceDef, item: &str) -> Value {
 
 /// Adds the list/map markers of each field to its property schema.
 fn add_markers(name: &str, schema: &mut Value) {
-    let Some(message) = catalog::message(name) else { return };
-    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    let Some(message) = catalog::message(name) else {
+        return;
+    };
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
     for (prop, value) in props.iter_mut() {
-        let Some(field) = message.field(prop) else { continue };
-        let Some(obj) = value.as_object_mut() else { continue };
+        let Some(field) = message.field(prop) else {
+            continue;
+        };
+        let Some(obj) = value.as_object_mut() else {
+            continue;
+        };
         if !field.patch_merge_key.is_empty() {
-            obj.insert("x-kubernetes-patch-merge-key".into(), json!(field.patch_merge_key));
+            obj.insert(
+                "x-kubernetes-patch-merge-key".into(),
+                json!(field.patch_merge_key),
+            );
         }
         if !field.patch_strategy.is_empty() {
-            obj.insert("x-kubernetes-patch-strategy".into(), json!(field.patch_strategy));
+            obj.insert(
+                "x-kubernetes-patch-strategy".into(),
+                json!(field.patch_strategy),
+            );
         }
         if !field.list_type.is_empty() {
             obj.insert("x-kubernetes-list-type".into(), json!(field.list_type));
         }
         if !field.list_map_keys.is_empty() {
-            obj.insert("x-kubernetes-list-map-keys".into(), json!(field.list_map_keys));
+            obj.insert(
+                "x-kubernetes-list-map-keys".into(),
+                json!(field.list_map_keys),
+            );
         }
         if !field.map_type.is_empty() {
             obj.insert("x-kubernetes-map-type".into(), json!(field.map_type));
@@ -130,7 +148,14 @@ fn query_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
 }
 
-fn operation(r: &ResourceDef, action: &str, op_id: &str, response_schema: &str, params: Vec<Value>, body: Option<Value>) -> Value {
+fn operation(
+    r: &ResourceDef,
+    action: &str,
+    op_id: &str,
+    response_schema: &str,
+    params: Vec<Value>,
+    body: Option<Value>,
+) -> Value {
     let mut op = json!({
         "operationId": op_id,
         "tags": [r.api_version().replace('/', "_")],
@@ -150,15 +175,32 @@ fn operation(r: &ResourceDef, action: &str, op_id: &str, response_schema: &str, 
 
 fn write_params() -> Vec<Value> {
     vec![
-        query_param("dryRun", "When present, indicates that modifications should not be persisted."),
-        query_param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
-        query_param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict"),
+        query_param(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+        ),
+        query_param(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
+        query_param(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict",
+        ),
     ]
 }
 
 fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
-    let base = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
-    let scope = if r.namespaced { "/namespaces/{namespace}" } else { "" };
+    let base = if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    };
+    let scope = if r.namespaced {
+        "/namespaces/{namespace}"
+    } else {
+        ""
+    };
     let schema = (r.types.schema_name)();
     let list = list_schema_name(r);
     let ns_param = json!({"name": "namespace", "in": "path", "required": true, "schema": {"type": "string", "uniqueItems": true}});
@@ -177,7 +219,10 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
         "delete": operation(r, "deletecollection", &format!("deletecollection{kind}"), "io.k8s.apimachinery.pkg.apis.meta.v1.Status", vec![], None),
     });
     let mut patch_params = write_params();
-    patch_params.push(query_param("force", "Force is going to \"force\" Apply requests."));
+    patch_params.push(query_param(
+        "force",
+        "Force is going to \"force\" Apply requests.",
+    ));
     let mut item = json!({
         "get": operation(r, "get", &format!("read{kind}"), &schema, vec![], None),
         "put": operation(r, "put", &format!("replace{kind}"), &schema, write_params(), Some(body)),
@@ -201,7 +246,10 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
 /// One group-version document.
 fn document(group: &str, version: &str) -> Value {
     let mut paths = BTreeMap::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         paths.extend(paths_for(r));
     }
     let title = "Kubernetes";
@@ -222,7 +270,11 @@ impl OpenApiDocs {
     pub fn build() -> OpenApiDocs {
         let mut docs = BTreeMap::new();
         for (group, version) in group_versions() {
-            let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
+            let path = if group.is_empty() {
+                format!("api/{version}")
+            } else {
+                format!("apis/{group}/{version}")
+            };
             let bytes = serde_json::to_vec(&document(group, version)).expect("JSON serializes");
             let hash = hex_upper(&Sha512::digest(&bytes));
             docs.insert(path, (hash, bytes));
@@ -235,7 +287,12 @@ impl OpenApiDocs {
         let paths: Map<String, Value> = self
             .docs
             .iter()
-            .map(|(path, (hash, _))| (path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")})))
+            .map(|(path, (hash, _))| {
+                (
+                    path.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+                )
+            })
             .collect();
         json!({"paths": paths})
     }
@@ -262,23 +319,42 @@ mod tests {
     #[test]
     fn patch_operations_declare_gvk_and_field_validation() {
         let doc = apps();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"], json!({"group": "apps", "kind": "Deployment", "version": "v1"}));
-        let params: Vec<&str> = patch["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "apps", "kind": "Deployment", "version": "v1"})
+        );
+        let params: Vec<&str> = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
         assert!(params.contains(&"fieldValidation"));
-        assert!(patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object());
+        assert!(
+            patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object()
+        );
     }
 
     #[test]
     fn schemas_carry_gvk_and_merge_markers() {
         let doc = apps();
         let schemas = &doc["components"]["schemas"];
-        assert_eq!(schemas["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert_eq!(
+            schemas["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
         let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
         assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
-        assert!(containers["items"]["$ref"].as_str().unwrap().starts_with("#/components/schemas/"));
+        assert!(
+            containers["items"]["$ref"]
+                .as_str()
+                .unwrap()
+                .starts_with("#/components/schemas/")
+        );
         let template = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["template"];
         assert!(template["allOf"][0]["$ref"].is_string(), "{template}");
     }
@@ -287,7 +363,9 @@ mod tests {
     fn index_points_at_hashed_documents() {
         let docs = OpenApiDocs::build();
         let index = docs.index();
-        let url = index["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
+        let url = index["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
         let (hash, _) = docs.get("api/v1").unwrap();
         assert_eq!(url, format!("/openapi/v3/api/v1?hash={hash}"));
     }

@@ -20,12 +20,20 @@ pub enum PatchType {
 
 impl PatchType {
     pub fn from_content_type(ct: Option<&str>) -> Result<PatchType, ApiError> {
-        let mime = ct.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let mime = ct.map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
         match mime.as_deref() {
             Some("application/json-patch+json") => Ok(PatchType::Json),
             Some("application/merge-patch+json") => Ok(PatchType::Merge),
             Some("application/strategic-merge-patch+json") => Ok(PatchType::Strategic),
-            Some("application/apply-patch+yaml" | "application/apply-patch+cbor") => Ok(PatchType::Apply),
+            Some("application/apply-patch+yaml" | "application/apply-patch+cbor") => {
+                Ok(PatchType::Apply)
+            }
             _ => Err(ApiError::unsupported_media_type(ct.unwrap_or(""))),
         }
     }
@@ -48,7 +56,11 @@ pub fn apply_patch(
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             let mut doc = original.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
             Ok(doc)
         }
@@ -64,10 +76,14 @@ pub fn apply_patch(
         PatchType::Strategic => {
             let patch = parse(body)?;
             if !patch.is_object() {
-                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch must be a JSON object",
+                ));
             }
-            Ok(strategic_merge(original, &patch, catalog::message(schema_name))
-                .unwrap_or(Value::Object(Map::new())))
+            Ok(
+                strategic_merge(original, &patch, catalog::message(schema_name))
+                    .unwrap_or(Value::Object(Map::new())),
+            )
         }
         PatchType::Apply => {
             // Parsed so bad bodies still get a clear 400, but field ownership is not served yet.
@@ -91,7 +107,11 @@ fn message_of(field_message: &str) -> Option<&'static CatalogMessage> {
 
 /// Strategic merge of `patch` into `original` for a value of type `ty` (unknown types merge
 /// as maps and replace lists). `None` means the value was deleted with `$patch: delete`.
-pub fn strategic_merge(original: &Value, patch: &Value, ty: Option<&CatalogMessage>) -> Option<Value> {
+pub fn strategic_merge(
+    original: &Value,
+    patch: &Value,
+    ty: Option<&CatalogMessage>,
+) -> Option<Value> {
     let Value::Object(p) = patch else {
         return Some(patch.clone());
     };
@@ -115,7 +135,8 @@ pub fn strategic_merge(original: &Value, patch: &Value, ty: Option<&CatalogMessa
     for (key, value) in p {
         if key.starts_with('$') {
             if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
-                && let (Some(Value::Array(existing)), Value::Array(remove)) = (out.get_mut(field), value)
+                && let (Some(Value::Array(existing)), Value::Array(remove)) =
+                    (out.get_mut(field), value)
             {
                 existing.retain(|v| !remove.contains(v));
             }
@@ -133,7 +154,8 @@ pub fn strategic_merge(original: &Value, patch: &Value, ty: Option<&CatalogMessa
                 if is_map {
                     // Map values merge key by key; message values recurse with their type.
                     strategic_merge_map(old, value, child_ty)
-                } else if field.is_some_and(|f| f.struct_type == "atomic" || f.map_type == "atomic") {
+                } else if field.is_some_and(|f| f.struct_type == "atomic" || f.map_type == "atomic")
+                {
                     Some(value.clone())
                 } else {
                     strategic_merge(old, value, child_ty)
@@ -143,8 +165,12 @@ pub fn strategic_merge(original: &Value, patch: &Value, ty: Option<&CatalogMessa
                 let strategy = field.map(|f| f.patch_strategy).unwrap_or("");
                 let merge_key = field.map(|f| f.patch_merge_key).unwrap_or("");
                 if strategy.contains("merge") {
-                    let order = p.get(&format!("$setElementOrder/{key}")).and_then(Value::as_array);
-                    Some(Value::Array(merge_list(old, new, merge_key, child_ty, order)))
+                    let order = p
+                        .get(&format!("$setElementOrder/{key}"))
+                        .and_then(Value::as_array);
+                    Some(Value::Array(merge_list(
+                        old, new, merge_key, child_ty, order,
+                    )))
                 } else {
                     Some(Value::Array(strip_directives(new)))
                 }
@@ -165,7 +191,11 @@ pub fn strategic_merge(original: &Value, patch: &Value, ty: Option<&CatalogMessa
     Some(Value::Object(out))
 }
 
-fn strategic_merge_map(original: &Value, patch: &Value, value_ty: Option<&CatalogMessage>) -> Option<Value> {
+fn strategic_merge_map(
+    original: &Value,
+    patch: &Value,
+    value_ty: Option<&CatalogMessage>,
+) -> Option<Value> {
     let (Value::Object(o), Value::Object(p)) = (original, patch) else {
         return Some(patch.clone());
     };
@@ -197,7 +227,10 @@ fn strategic_merge_map(original: &Value, patch: &Value, value_ty: Option<&Catalo
 fn strip_directives(items: &[Value]) -> Vec<Value> {
     items
         .iter()
-        .filter(|v| !v.get("$patch").is_some_and(|p| p == "replace" || p == "delete"))
+        .filter(|v| {
+            !v.get("$patch")
+                .is_some_and(|p| p == "replace" || p == "delete")
+        })
         .cloned()
         .collect()
 }
@@ -210,7 +243,10 @@ fn merge_list(
     item_ty: Option<&CatalogMessage>,
     order: Option<&Vec<Value>>,
 ) -> Vec<Value> {
-    if patch.iter().any(|v| v.get("$patch").is_some_and(|p| p == "replace")) {
+    if patch
+        .iter()
+        .any(|v| v.get("$patch").is_some_and(|p| p == "replace"))
+    {
         return strip_directives(patch);
     }
     let mut out: Vec<Value> = old.to_vec();
@@ -246,10 +282,20 @@ fn merge_list(
     }
     if let Some(order) = order {
         let rank = |v: &Value| {
-            let probe = if merge_key.is_empty() { Some(v) } else { v.get(merge_key) };
+            let probe = if merge_key.is_empty() {
+                Some(v)
+            } else {
+                v.get(merge_key)
+            };
             order
                 .iter()
-                .position(|o| if merge_key.is_empty() { Some(o) == probe } else { o.get(merge_key) == probe })
+                .position(|o| {
+                    if merge_key.is_empty() {
+                        Some(o) == probe
+                    } else {
+                        o.get(merge_key) == probe
+                    }
+                })
                 .unwrap_or(usize::MAX)
         };
         out.sort_by_key(rank);
@@ -263,7 +309,13 @@ mod tests {
     use serde_json::json;
 
     fn smp(original: Value, patch: Value) -> Value {
-        apply_patch(PatchType::Strategic, &original, patch.to_string().as_bytes(), "io.k8s.api.apps.v1.Deployment").unwrap()
+        apply_patch(
+            PatchType::Strategic,
+            &original,
+            patch.to_string().as_bytes(),
+            "io.k8s.api.apps.v1.Deployment",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -278,7 +330,10 @@ mod tests {
         let cs = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(cs[0]["name"], "b");
         assert_eq!(cs[1]["image"], "a:2");
-        assert_eq!(cs[1]["ports"][0]["containerPort"], 80, "unpatched fields are kept");
+        assert_eq!(
+            cs[1]["ports"][0]["containerPort"], 80,
+            "unpatched fields are kept"
+        );
     }
 
     #[test]
@@ -289,10 +344,19 @@ mod tests {
                            "spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
         let out = smp(original.clone(), patch);
         assert_eq!(out["metadata"]["labels"], json!({"k": "v"}));
-        assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "z", "image": "z"}]}}}});
         let out = smp(original, patch);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "z", "image": "z"}]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "z", "image": "z"}])
+        );
     }
 
     #[test]
@@ -303,17 +367,38 @@ mod tests {
                                     "template": {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}}});
         let out = smp(original, patch);
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
-        assert_eq!(out["spec"]["template"]["metadata"]["finalizers"], json!(["b"]));
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["finalizers"],
+            json!(["b"])
+        );
     }
 
     #[test]
     fn json_and_merge_patches() {
         let original = json!({"spec": {"replicas": 1}, "metadata": {"labels": {"a": "1"}}});
-        let out = apply_patch(PatchType::Json, &original, br#"[{"op":"replace","path":"/spec/replicas","value":2}]"#, "").unwrap();
+        let out = apply_patch(
+            PatchType::Json,
+            &original,
+            br#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+            "",
+        )
+        .unwrap();
         assert_eq!(out["spec"]["replicas"], 2);
-        let err = apply_patch(PatchType::Json, &original, br#"[{"op":"replace","path":"/spec/nope/x","value":2}]"#, "").unwrap_err();
+        let err = apply_patch(
+            PatchType::Json,
+            &original,
+            br#"[{"op":"replace","path":"/spec/nope/x","value":2}]"#,
+            "",
+        )
+        .unwrap_err();
         assert_eq!(err.code, 422);
-        let out = apply_patch(PatchType::Merge, &original, br#"{"metadata":{"labels":{"a":null,"b":"2"}}}"#, "").unwrap();
+        let out = apply_patch(
+            PatchType::Merge,
+            &original,
+            br#"{"metadata":{"labels":{"a":null,"b":"2"}}}"#,
+            "",
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
     }
 }

@@ -32,24 +32,38 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ApiError> {
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).map_err(|e| bad(e.to_string()))?;
         let raw = match wire {
-            WireType::Varint => Raw::Varint(decode_varint(&mut buf).map_err(|e| bad(e.to_string()))?),
+            WireType::Varint => {
+                Raw::Varint(decode_varint(&mut buf).map_err(|e| bad(e.to_string()))?)
+            }
             WireType::SixtyFourBit => {
-                let bytes: [u8; 8] = buf.get(..8).ok_or_else(|| bad("truncated fixed64"))?.try_into().expect("8 bytes");
+                let bytes: [u8; 8] = buf
+                    .get(..8)
+                    .ok_or_else(|| bad("truncated fixed64"))?
+                    .try_into()
+                    .expect("8 bytes");
                 buf = &buf[8..];
                 Raw::Fixed64(u64::from_le_bytes(bytes))
             }
             WireType::ThirtyTwoBit => {
-                let bytes: [u8; 4] = buf.get(..4).ok_or_else(|| bad("truncated fixed32"))?.try_into().expect("4 bytes");
+                let bytes: [u8; 4] = buf
+                    .get(..4)
+                    .ok_or_else(|| bad("truncated fixed32"))?
+                    .try_into()
+                    .expect("4 bytes");
                 buf = &buf[4..];
                 Raw::Fixed32(u32::from_le_bytes(bytes))
             }
             WireType::LengthDelimited => {
                 let len = decode_varint(&mut buf).map_err(|e| bad(e.to_string()))? as usize;
-                let bytes = buf.get(..len).ok_or_else(|| bad("truncated length-delimited field"))?;
+                let bytes = buf
+                    .get(..len)
+                    .ok_or_else(|| bad("truncated length-delimited field"))?;
                 buf = &buf[len..];
                 Raw::Bytes(bytes)
             }
-            WireType::StartGroup | WireType::EndGroup => return Err(bad("groups are not used by Kubernetes")),
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(bad("groups are not used by Kubernetes"));
+            }
         };
         out.push((tag, raw));
     }
@@ -58,7 +72,9 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ApiError> {
 
 fn string_of(raw: &Raw) -> Result<String, ApiError> {
     match raw {
-        Raw::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| bad("string field is not UTF-8")),
+        Raw::Bytes(b) => {
+            String::from_utf8(b.to_vec()).map_err(|_| bad("string field is not UTF-8"))
+        }
         _ => Err(bad("expected a string field")),
     }
 }
@@ -83,12 +99,16 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
                 }
             }
             (2, Raw::Bytes(b)) => raw = b,
-            (3, v) if !string_of(&v)?.is_empty() => return Err(bad("content encodings are not supported")),
+            (3, v) if !string_of(&v)?.is_empty() => {
+                return Err(bad("content encodings are not supported"));
+            }
             _ => {}
         }
     }
     let resource = resource_table::lookup_kind(&api_version, &kind).ok_or_else(|| {
-        ApiError::bad_request(format!("no kind {kind:?} is registered for version {api_version:?}"))
+        ApiError::bad_request(format!(
+            "no kind {kind:?} is registered for version {api_version:?}"
+        ))
     })?;
     let schema = (resource.types.schema_name)();
     let message = catalog::message(&schema)
@@ -121,12 +141,22 @@ fn varint_of(raw: &Raw) -> i64 {
 fn decode_special(message: &CatalogMessage, buf: &[u8]) -> Result<Option<Value>, ApiError> {
     let short = message.name.rsplit('.').next().unwrap_or("");
     let pkg = &message.name[..message.name.len() - short.len()];
-    let get = |fs: &[(u32, Raw)], tag: u32| fs.iter().find(|(t, _)| *t == tag).map(|(_, v)| v).map(varint_of).unwrap_or(0);
+    let get = |fs: &[(u32, Raw)], tag: u32| {
+        fs.iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v)
+            .map(varint_of)
+            .unwrap_or(0)
+    };
     let value = match (pkg, short) {
         ("io.k8s.apimachinery.pkg.util.intstr.", "intorstring") => {
             let fs = fields(buf)?;
             if get(&fs, 1) == 1 {
-                let s = fs.iter().find(|(t, _)| *t == 3).map(|(_, v)| string_of(v)).transpose()?;
+                let s = fs
+                    .iter()
+                    .find(|(t, _)| *t == 3)
+                    .map(|(_, v)| string_of(v))
+                    .transpose()?;
                 json!(s.unwrap_or_default())
             } else {
                 json!(get(&fs, 2) as i32)
@@ -134,7 +164,11 @@ fn decode_special(message: &CatalogMessage, buf: &[u8]) -> Result<Option<Value>,
         }
         ("io.k8s.apimachinery.pkg.api.resource.", "quantity" | "quantityvalue") => {
             let fs = fields(buf)?;
-            let s = fs.iter().find(|(t, _)| *t == 1).map(|(_, v)| string_of(v)).transpose()?;
+            let s = fs
+                .iter()
+                .find(|(t, _)| *t == 1)
+                .map(|(_, v)| string_of(v))
+                .transpose()?;
             json!(s.unwrap_or_default())
         }
         ("io.k8s.apimachinery.pkg.apis.meta.v1.", "time" | "microtime") => {
@@ -145,10 +179,13 @@ fn decode_special(message: &CatalogMessage, buf: &[u8]) -> Result<Option<Value>,
             let fs = fields(buf)?;
             json!(format!("{}s", get(&fs, 1) / 1_000_000_000))
         }
-        ("io.k8s.apimachinery.pkg.runtime.", "rawextension") | ("io.k8s.apimachinery.pkg.apis.meta.v1.", "fieldsv1") => {
+        ("io.k8s.apimachinery.pkg.runtime.", "rawextension")
+        | ("io.k8s.apimachinery.pkg.apis.meta.v1.", "fieldsv1") => {
             let fs = fields(buf)?;
             match fs.iter().find(|(t, _)| *t == 1) {
-                Some((_, Raw::Bytes(b))) => serde_json::from_slice(b).map_err(|_| bad("embedded raw JSON is invalid"))?,
+                Some((_, Raw::Bytes(b))) => {
+                    serde_json::from_slice(b).map_err(|_| bad("embedded raw JSON is invalid"))?
+                }
                 _ => Value::Null,
             }
         }
@@ -174,15 +211,25 @@ fn decode_message(message: &CatalogMessage, buf: &[u8], depth: usize) -> Result<
             continue;
         };
         if let Some(map_kind) = field.kind.strip_prefix("map:") {
-            let Raw::Bytes(entry) = raw else { return Err(bad("map entry must be length-delimited")) };
+            let Raw::Bytes(entry) = raw else {
+                return Err(bad("map entry must be length-delimited"));
+            };
             let (key, value) = decode_map_entry(field, map_kind, entry, depth)?;
-            let slot = out.entry(json_name.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let slot = out
+                .entry(json_name.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             slot[key] = value;
             continue;
         }
-        let values = decode_scalar_or_message(field, raw, depth)?;
+        let mut values = decode_scalar_or_message(field, raw, depth)?;
+        // Go writes its non-pointer strings even when empty, where JSON would omit them.
+        if !field.repeated {
+            values.retain(|v| v.as_str() != Some(""));
+        }
         if field.repeated {
-            let slot = out.entry(json_name.clone()).or_insert_with(|| Value::Array(Vec::new()));
+            let slot = out
+                .entry(json_name.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(items) = slot {
                 items.extend(values);
             }
@@ -193,7 +240,12 @@ fn decode_message(message: &CatalogMessage, buf: &[u8], depth: usize) -> Result<
     Ok(Value::Object(out))
 }
 
-fn decode_map_entry(field: &CatalogField, map_kind: &str, entry: &[u8], depth: usize) -> Result<(String, Value), ApiError> {
+fn decode_map_entry(
+    field: &CatalogField,
+    map_kind: &str,
+    entry: &[u8],
+    depth: usize,
+) -> Result<(String, Value), ApiError> {
     let value_kind = map_kind.split(',').nth(1).unwrap_or("string");
     let mut key = String::new();
     let mut value = Value::Null;
@@ -203,9 +255,12 @@ fn decode_map_entry(field: &CatalogField, map_kind: &str, entry: &[u8], depth: u
             2 => {
                 value = match (value_kind, raw) {
                     ("string", raw) => json!(string_of(&raw)?),
-                    ("bytes", Raw::Bytes(b)) => json!(base64::engine::general_purpose::STANDARD.encode(b)),
+                    ("bytes", Raw::Bytes(b)) => {
+                        json!(base64::engine::general_purpose::STANDARD.encode(b))
+                    }
                     ("message", Raw::Bytes(b)) => {
-                        let m = catalog::message(field.message).ok_or_else(|| bad(format!("unknown message {}", field.message)))?;
+                        let m = catalog::message(field.message)
+                            .ok_or_else(|| bad(format!("unknown message {}", field.message)))?;
                         decode_message(m, b, depth + 1)?
                     }
                     (_, Raw::Varint(v)) => json!(v as i64),
@@ -224,7 +279,11 @@ fn decode_map_entry(field: &CatalogField, map_kind: &str, entry: &[u8], depth: u
     Ok((key, value))
 }
 
-fn decode_scalar_or_message(field: &CatalogField, raw: Raw, depth: usize) -> Result<Vec<Value>, ApiError> {
+fn decode_scalar_or_message(
+    field: &CatalogField,
+    raw: Raw,
+    depth: usize,
+) -> Result<Vec<Value>, ApiError> {
     let one = |v: Value| Ok(vec![v]);
     match (field.kind, raw) {
         ("string", raw) => one(json!(string_of(&raw)?)),
@@ -236,17 +295,25 @@ fn decode_scalar_or_message(field: &CatalogField, raw: Raw, depth: usize) -> Res
             let mut out = Vec::new();
             while !packed.is_empty() {
                 let v = decode_varint(&mut packed).map_err(|e| bad(e.to_string()))?;
-                out.push(if field.kind == "int32" { json!(v as i64 as i32) } else { json!(v as i64) });
+                out.push(if field.kind == "int32" {
+                    json!(v as i64 as i32)
+                } else {
+                    json!(v as i64)
+                });
             }
             Ok(out)
         }
         ("double", Raw::Fixed64(v)) => one(json!(f64::from_bits(v))),
         ("float", Raw::Fixed32(v)) => one(json!(f32::from_bits(v))),
         ("message", Raw::Bytes(b)) => {
-            let m = catalog::message(field.message).ok_or_else(|| bad(format!("unknown message {}", field.message)))?;
+            let m = catalog::message(field.message)
+                .ok_or_else(|| bad(format!("unknown message {}", field.message)))?;
             one(decode_message(m, b, depth + 1)?)
         }
-        (kind, _) => Err(bad(format!("field {} has an unexpected wire type for {kind}", field.name))),
+        (kind, _) => Err(bad(format!(
+            "field {} has an unexpected wire type for {kind}",
+            field.name
+        ))),
     }
 }
 
@@ -273,13 +340,31 @@ mod tests {
     fn a_namespace_as_kubectl_create_sends_it() {
         // The capture's bytes for `kubectl create namespace capns`.
         let ns = pb::Namespace {
-            metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta { name: Some("capns".into()), ..Default::default() }),
+            metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("capns".into()),
+                ..Default::default()
+            }),
             spec: Some(Default::default()),
             status: Some(Default::default()),
         };
         let v = decode(&envelope("v1", "Namespace", ns.encode_to_vec())).unwrap();
         assert_eq!(v["kind"], "Namespace");
         assert_eq!(v["metadata"]["name"], "capns");
+        let secret = pb::Secret {
+            metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("s".into()),
+                generate_name: Some(String::new()),
+                ..Default::default()
+            }),
+            r#type: Some(String::new()),
+            ..Default::default()
+        };
+        let v = decode(&envelope("v1", "Secret", secret.encode_to_vec())).unwrap();
+        assert!(
+            v.get("type").is_none(),
+            "empty strings are unset, as Go reads them: {v}"
+        );
+        assert!(v["metadata"].get("generateName").is_none());
     }
 
     #[test]
@@ -304,7 +389,11 @@ mod tests {
             spec: Some(pb::ServiceSpec {
                 ports: vec![pb::ServicePort {
                     port: Some(80),
-                    target_port: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString { r#type: Some(1), int_val: None, str_val: Some("http".into()) }),
+                    target_port: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                        r#type: Some(1),
+                        int_val: None,
+                        str_val: Some("http".into()),
+                    }),
                     ..Default::default()
                 }],
                 cluster_ips: vec!["10.0.0.1".into()],
@@ -313,7 +402,10 @@ mod tests {
             ..Default::default()
         };
         let v = decode(&envelope("v1", "Service", svc.encode_to_vec())).unwrap();
-        assert_eq!(v["spec"]["ports"][0], json!({"port": 80, "targetPort": "http"}));
+        assert_eq!(
+            v["spec"]["ports"][0],
+            json!({"port": 80, "targetPort": "http"})
+        );
         assert_eq!(v["spec"]["clusterIPs"], json!(["10.0.0.1"]));
     }
 
@@ -323,6 +415,9 @@ mod tests {
         let mut body = MAGIC.to_vec();
         body.extend([0x0a, 0xff, 0xff]);
         assert_eq!(decode(&body).unwrap_err().code, 400);
-        assert_eq!(decode(&envelope("v1", "Nope", vec![])).unwrap_err().code, 400);
+        assert_eq!(
+            decode(&envelope("v1", "Nope", vec![])).unwrap_err().code,
+            400
+        );
     }
 }

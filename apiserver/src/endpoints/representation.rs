@@ -103,7 +103,15 @@ pub fn list(
             "metadata": list_meta(resource_version, continue_token),
             "items": items,
         }),
-        Output::Table(v) => table(r, &items, v, include, true, Some(resource_version), continue_token),
+        Output::Table(v) => table(
+            r,
+            &items,
+            v,
+            include,
+            true,
+            Some(resource_version),
+            continue_token,
+        ),
         Output::Metadata(v) => json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": format!("meta.k8s.io/{v}"),

@@ -91,20 +91,20 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<StatusDetails>,
+    pub details: Option<Box<StatusDetails>>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u32>,
 }
 
-fn details(name: &str, group: &str, kind: &str) -> Option<StatusDetails> {
-    Some(StatusDetails {
+fn details(name: &str, group: &str, kind: &str) -> Option<Box<StatusDetails>> {
+    Some(Box::new(StatusDetails {
         name: name.to_owned(),
         group: group.to_owned(),
         kind: kind.to_owned(),
         uid: String::new(),
         causes: Vec::new(),
         retry_after_seconds: 0,
-    })
+    }))
 }
 
 /// `deployments.apps` / `pods`, as messages name resources.
@@ -147,7 +147,11 @@ impl ApiError {
     }
 
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(resource: &str, group: &str, name: &str) -> Self {
@@ -156,7 +160,10 @@ impl ApiError {
             ..Self::new(
                 409,
                 "AlreadyExists",
-                format!("{} {name:?} already exists", qualified_resource(resource, group)),
+                format!(
+                    "{} {name:?} already exists",
+                    qualified_resource(resource, group)
+                ),
             )
         }
     }
@@ -185,7 +192,7 @@ impl ApiError {
             format!("[{}]", all.join(", "))
         };
         ApiError {
-            details: Some(StatusDetails {
+            details: Some(Box::new(StatusDetails {
                 name: name.to_owned(),
                 group: group.to_owned(),
                 kind: kind.to_owned(),
@@ -199,7 +206,7 @@ impl ApiError {
                     .collect(),
                 uid: String::new(),
                 retry_after_seconds: 0,
-            }),
+            })),
             ..Self::new(
                 422,
                 "Invalid",
@@ -220,7 +227,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
         )
     }
 
@@ -256,7 +265,7 @@ impl ApiError {
             message: self.message.clone(),
             metadata: Some(ListMeta::default()),
             reason: self.reason.to_owned(),
-            details: self.details.clone(),
+            details: self.details.as_deref().cloned(),
         };
         let mut value = serde_json::to_value(&status).expect("Status serializes");
         if let Value::Object(map) = &mut value {
@@ -277,7 +286,10 @@ impl ApiError {
                 name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             ),
-            StorageError::Compacted { requested, compacted } => Self::expired(format!(
+            StorageError::Compacted {
+                requested,
+                compacted,
+            } => Self::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StorageError::FutureRevision { requested, current } => ApiError {
@@ -348,7 +360,10 @@ mod tests {
             "Pod \"p\" is invalid: [spec.containers[0].image: Required value, metadata.name: Invalid value: \"A\": bad]"
         );
         let body = e.to_status_json();
-        assert_eq!(body["details"]["causes"][0]["field"], "spec.containers[0].image");
+        assert_eq!(
+            body["details"]["causes"][0]["field"],
+            "spec.containers[0].image"
+        );
         assert_eq!(body["details"]["causes"][1]["reason"], "FieldValueInvalid");
     }
 }

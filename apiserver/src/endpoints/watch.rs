@@ -61,10 +61,15 @@ pub async fn serve_watch(
     };
     let bookmarks = query.flag("allowWatchBookmarks");
     if query.get("sendInitialEvents") == Some("true") && !bookmarks {
-        return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", &[super::status_error::FieldError::forbidden(
-            "allowWatchBookmarks",
-            "allowWatchBookmarks required when sendInitialEvents is true",
-        )]));
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            &[super::status_error::FieldError::forbidden(
+                "allowWatchBookmarks",
+                "allowWatchBookmarks required when sendInitialEvents is true",
+            )],
+        ));
     }
     let from = match (send_initial, rv) {
         (true, _) => None,
@@ -72,7 +77,10 @@ pub async fn serve_watch(
         (false, None) => Some(server.store.current_revision()),
     };
     let timeout = match query.non_empty("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
         None => server.default_watch_timeout,
     };
     let mut events = server
@@ -105,20 +113,32 @@ pub async fn serve_watch(
                 WatchItem::Modified(o) => ("MODIFIED", o),
                 WatchItem::Deleted(o) => ("DELETED", o),
                 WatchItem::Bookmark(rv) => {
-                    if bookmarks && tx.send(line(&bookmark(r, rv, false))).await.is_err() { return; }
+                    if bookmarks && tx.send(line(&bookmark(r, rv, false))).await.is_err() {
+                        return;
+                    }
                     continue;
                 }
                 WatchItem::InitialEnd(rv) => {
                     last_revision = last_revision.max(rv);
-                    if initial_end_bookmark && tx.send(line(&bookmark(r, rv, true))).await.is_err() { return; }
+                    if initial_end_bookmark && tx.send(line(&bookmark(r, rv, true))).await.is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
                 WatchItem::Error(err) => {
-                    let _ = tx.send(line(&json!({"type": "ERROR", "object": err.to_status_json()}))).await;
+                    let _ = tx
+                        .send(line(
+                            &json!({"type": "ERROR", "object": err.to_status_json()}),
+                        ))
+                        .await;
                     break;
                 }
             };
-            if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()) {
+            if let Some(rv) = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+            {
                 last_revision = last_revision.max(rv);
             }
             let object = match output {
@@ -130,21 +150,33 @@ pub async fn serve_watch(
                 Output::Metadata(v) => representation::partial_metadata(&obj, v),
                 Output::Json | Output::Yaml => obj,
             };
-            if tx.send(line(&json!({"type": kind, "object": object}))).await.is_err() {
+            if tx
+                .send(line(&json!({"type": kind, "object": object})))
+                .await
+                .is_err()
+            {
                 debug!(resource = r.plural, "watcher went away");
                 return;
             }
         }
     });
 
-    let body = BodyExt::boxed(StreamBody::new(ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)))));
+    let body = BodyExt::boxed(StreamBody::new(
+        ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    ));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let content_type = match output {
         Output::Yaml => "application/json".to_owned(),
         other => other.content_type(),
     };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).expect("valid header"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).expect("valid header"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

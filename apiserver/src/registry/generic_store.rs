@@ -135,7 +135,11 @@ fn unknown_fields(original: &Value, typed: &Value, path: &str, out: &mut Vec<Str
     match (original, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match b.get(k) {
                     Some(tv) => unknown_fields(v, tv, &p, out),
                     None if v.is_null() => {}
@@ -164,7 +168,11 @@ fn encode_continue(key: &str, revision: Revision) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<(String, Revision), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .map_err(|_| bad())?;
@@ -212,13 +220,15 @@ impl GenericStore {
                 )));
             }
         }
-        let typed = (r.types.round_trip)(obj.clone()).map_err(|e| {
-            ApiError::bad_request(format!("error decoding {}: {e}", r.kind))
-        })?;
+        let typed = (r.types.round_trip)(obj.clone())
+            .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", r.kind)))?;
         let mut unknown = Vec::new();
         unknown_fields(&obj, &typed, "", &mut unknown);
         if !unknown.is_empty() {
-            let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            let messages: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
             match validation {
                 FieldValidation::Strict => {
                     return Err(ApiError::bad_request(format!(
@@ -275,8 +285,15 @@ impl GenericStore {
             let prefix: String = prefix.chars().take(58).collect();
             obj["metadata"]["name"] = json!(format!("{prefix}{}", random_suffix()));
         }
-        let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
-        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "selfLink",
+        ] {
             meta.remove(field);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -295,10 +312,19 @@ impl GenericStore {
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
         let key = r.key(namespace, &name);
         if opts.dry_run {
-            if self.storage.get(&key).await.map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?.is_some() {
+            if self
+                .storage
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?
+                .is_some()
+            {
                 return Err(ApiError::already_exists(r.plural, r.group, &name));
             }
-            return Ok(Written { object: obj, warnings });
+            return Ok(Written {
+                object: obj,
+                warnings,
+            });
         }
         let kv = self
             .storage
@@ -306,15 +332,28 @@ impl GenericStore {
             .await
             .map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?;
         obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-        Ok(Written { object: obj, warnings })
+        Ok(Written {
+            object: obj,
+            warnings,
+        })
     }
 
-    pub async fn get(&self, r: &ResourceDef, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub async fn get(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let kv = self.get_kv(r, namespace, name).await?;
         decode_stored(&kv)
     }
 
-    async fn get_kv(&self, r: &ResourceDef, namespace: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
+    async fn get_kv(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
         self.storage
             .get(&r.key(namespace, name))
             .await
@@ -368,11 +407,19 @@ impl GenericStore {
             }
             let full = want.is_some_and(|w| items.len() >= w);
             if !page.more {
-                return Ok(ListPage { items, resource_version: page.revision, continue_token: None });
+                return Ok(ListPage {
+                    items,
+                    resource_version: page.revision,
+                    continue_token: None,
+                });
             }
             if full || want.is_none() {
                 let token = last_key.map(|k| encode_continue(&k, page.revision));
-                return Ok(ListPage { items, resource_version: page.revision, continue_token: token });
+                return Ok(ListPage {
+                    items,
+                    resource_version: page.revision,
+                    continue_token: token,
+                });
             }
             start_after = last_key;
         }
@@ -409,22 +456,35 @@ impl GenericStore {
                 ));
             }
             let mut warnings = Vec::new();
-            let new = self.prepare_update(r, namespace, name, body, &old, scope, opts, &mut warnings)?;
+            let new =
+                self.prepare_update(r, namespace, name, body, &old, scope, opts, &mut warnings)?;
             if new == old {
-                return Ok(Written { object: old, warnings });
+                return Ok(Written {
+                    object: old,
+                    warnings,
+                });
             }
             if opts.dry_run {
-                return Ok(Written { object: new, warnings });
+                return Ok(Written {
+                    object: new,
+                    warnings,
+                });
             }
             let key = r.key(namespace, name);
             let deleting = !new["metadata"]["deletionTimestamp"].is_null();
-            let no_finalizers = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+            let no_finalizers = new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
             let result = if deleting && no_finalizers {
-                self.storage.delete(&key, Some(kv.mod_revision)).await.map(|_| {
-                    let mut gone = new.clone();
-                    gone["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-                    gone
-                })
+                self.storage
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|_| {
+                        let mut gone = new.clone();
+                        gone["metadata"]["resourceVersion"] =
+                            old["metadata"]["resourceVersion"].clone();
+                        gone
+                    })
             } else {
                 self.storage
                     .update(&key, kv.mod_revision, encode_for_storage(&new))
@@ -441,7 +501,12 @@ impl GenericStore {
                 Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
             }
         }
-        Err(ApiError::conflict(r.plural, r.group, name, "too many concurrent updates; try again"))
+        Err(ApiError::conflict(
+            r.plural,
+            r.group,
+            name,
+            "too many concurrent updates; try again",
+        ))
     }
 
     #[allow(clippy::too_many_arguments)] // reason: every input of one update step, named
@@ -480,7 +545,13 @@ impl GenericStore {
             }
         }
         // System fields the client cannot change.
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old["metadata"].get(field) {
                 Some(v) => new["metadata"][field] = v.clone(),
                 None => {
@@ -512,7 +583,11 @@ impl GenericStore {
             }
         }
         if !old["metadata"]["deletionTimestamp"].is_null() {
-            let old_finalizers: Vec<&Value> = old["metadata"]["finalizers"].as_array().into_iter().flatten().collect();
+            let old_finalizers: Vec<&Value> = old["metadata"]["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
             let added: Vec<String> = new["metadata"]["finalizers"]
                 .as_array()
                 .into_iter()
@@ -528,7 +603,10 @@ impl GenericStore {
             }
         }
         r.strategy.defaults(&mut new);
-        if r.strategy.tracks_generation() && scope == UpdateScope::Main && new.get("spec") != old.get("spec") {
+        if r.strategy.tracks_generation()
+            && scope == UpdateScope::Main
+            && new.get("spec") != old.get("spec")
+        {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
@@ -560,20 +638,32 @@ impl GenericStore {
             if let Some(uid) = preconditions["uid"].as_str()
                 && Some(uid) != meta_str(&obj, "uid")
             {
-                return Err(ApiError::conflict(r.plural, r.group, name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&obj, "uid").unwrap_or("")
-                )));
+                return Err(ApiError::conflict(
+                    r.plural,
+                    r.group,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    ),
+                ));
             }
             if let Some(rv) = preconditions["resourceVersion"].as_str()
                 && rv != kv.mod_revision.to_string()
             {
-                return Err(ApiError::conflict(r.plural, r.group, name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    kv.mod_revision
-                )));
+                return Err(ApiError::conflict(
+                    r.plural,
+                    r.group,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
             }
-            let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            let has_finalizers = obj["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
             if has_finalizers {
                 if !obj["metadata"]["deletionTimestamp"].is_null() {
                     return Ok((obj, false));
@@ -587,7 +677,11 @@ impl GenericStore {
                 if dry_run {
                     return Ok((marked, false));
                 }
-                match self.storage.update(&key, kv.mod_revision, encode_for_storage(&marked)).await {
+                match self
+                    .storage
+                    .update(&key, kv.mod_revision, encode_for_storage(&marked))
+                    .await
+                {
                     Ok(kv) => {
                         marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
                         return Ok((marked, false));
@@ -605,7 +699,12 @@ impl GenericStore {
                 Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
             }
         }
-        Err(ApiError::conflict(r.plural, r.group, name, "too many concurrent updates; try again"))
+        Err(ApiError::conflict(
+            r.plural,
+            r.group,
+            name,
+            "too many concurrent updates; try again",
+        ))
     }
 
     /// Watches a resource from `from` (exclusive); `None` first sends the current state as
@@ -626,30 +725,50 @@ impl GenericStore {
             Some(rv) => (Vec::new(), rv),
             None => {
                 let page = self
-                    .list(r, namespace.as_deref(), &ListOptions { labels: labels.clone(), fields: fields.clone(), ..Default::default() })
+                    .list(
+                        r,
+                        namespace.as_deref(),
+                        &ListOptions {
+                            labels: labels.clone(),
+                            fields: fields.clone(),
+                            ..Default::default()
+                        },
+                    )
                     .await?;
                 let revision = page.resource_version;
-                let mut items: Vec<WatchItem> = page.items.into_iter().map(WatchItem::Added).collect();
+                let mut items: Vec<WatchItem> =
+                    page.items.into_iter().map(WatchItem::Added).collect();
                 items.push(WatchItem::InitialEnd(revision));
                 (items, revision)
             }
         };
         let events = match self.storage.watch(&prefix, start).await {
             Ok(events) => events,
-            Err(StorageError::Compacted { requested, compacted }) => {
-                let err = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+            Err(StorageError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let err = ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
                 return Ok(futures::stream::iter(vec![WatchItem::Error(err)]).boxed());
             }
             Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, "")),
         };
-        let matches = move |obj: &Value| labels.matches(obj) && fields.matches(obj, r.strategy.as_ref());
+        let matches =
+            move |obj: &Value| labels.matches(obj) && fields.matches(obj, r.strategy.as_ref());
         let live = events
             .map(move |event| match event {
                 Ok(event) => convert_event(&event, &matches),
-                Err(StorageError::Compacted { requested, compacted }) => Some(WatchItem::Error(
-                    ApiError::expired(format!("too old resource version: {requested} ({compacted})")),
-                )),
-                Err(e) => Some(WatchItem::Error(ApiError::internal(format!("watch ended: {e}")))),
+                Err(StorageError::Compacted {
+                    requested,
+                    compacted,
+                }) => Some(WatchItem::Error(ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                )))),
+                Err(e) => Some(WatchItem::Error(ApiError::internal(format!(
+                    "watch ended: {e}"
+                )))),
             })
             .filter_map(futures::future::ready)
             .scan(false, |ended, item| {
@@ -693,7 +812,9 @@ fn convert_event(event: &Event, matches: &impl Fn(&Value) -> bool) -> Option<Wat
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Sets a field on a JSON object, creating the object if needed.

@@ -43,7 +43,9 @@ fn split_top_level(s: &str) -> Vec<&str> {
 }
 
 fn bad_label_selector(s: &str) -> ApiError {
-    ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {s:?}"))
+    ApiError::bad_request(format!(
+        "unable to parse requirement: invalid label selector: {s:?}"
+    ))
 }
 
 fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ApiError> {
@@ -62,7 +64,9 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ApiError> {
 fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && !key.contains(char::is_whitespace)
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
 }
 
 impl LabelSelector {
@@ -149,10 +153,10 @@ impl FieldSelector {
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
                 || strategy.field_value(&Value::Null, field).is_some();
             if !supported {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field}"
-                ))
-                .with_kind_hint(kind));
+                return Err(
+                    ApiError::bad_request(format!("field label not supported: {field}"))
+                        .with_kind_hint(kind),
+                );
             }
             terms.push((field.to_owned(), equal, value.trim().to_owned()));
         }
@@ -175,7 +179,10 @@ impl FieldSelector {
         self.terms.iter().all(|(field, equal, want)| {
             let actual = match field.as_str() {
                 "metadata.name" => obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-                "metadata.namespace" => obj["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+                "metadata.namespace" => obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
                 other => strategy.field_value(obj, other).unwrap_or_default(),
             };
             (actual == *want) == *equal
@@ -214,7 +221,11 @@ mod tests {
             ("!missing,app", true),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("bad key=x").is_err());
@@ -224,10 +235,19 @@ mod tests {
     fn field_selectors_use_the_type_fields() {
         let o = obj(json!({}));
         let s = &PodStrategy;
-        let sel = FieldSelector::parse("metadata.name=x,spec.nodeName=n1,status.phase!=Pending", s, "Pod").unwrap();
+        let sel = FieldSelector::parse(
+            "metadata.name=x,spec.nodeName=n1,status.phase!=Pending",
+            s,
+            "Pod",
+        )
+        .unwrap();
         assert!(sel.matches(&o, s));
         assert_eq!(sel.pinned_name(), Some("x"));
-        assert!(!FieldSelector::parse("metadata.namespace=other", s, "Pod").unwrap().matches(&o, s));
+        assert!(
+            !FieldSelector::parse("metadata.namespace=other", s, "Pod")
+                .unwrap()
+                .matches(&o, s)
+        );
         let err = FieldSelector::parse("spec.bogus=1", s, "Pod").unwrap_err();
         assert_eq!(err.code, 400);
     }

@@ -27,7 +27,8 @@ const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
@@ -38,8 +39,8 @@ pub fn dns_label_errors(value: &str) -> Vec<&'static str> {
     if value.len() > 63 {
         errs.push("must be no more than 63 characters");
     }
-    let shape_ok = value.len() <= 63 && is_dns_label(value)
-        || value.len() > 63 && is_dns_label(&value[..63]);
+    let shape_ok =
+        value.len() <= 63 && is_dns_label(value) || value.len() > 63 && is_dns_label(&value[..63]);
     if !shape_ok {
         errs.push(LABEL_MSG);
     }
@@ -55,7 +56,9 @@ pub fn dns_subdomain_errors(value: &str) -> Vec<&'static str> {
     let ok = !value.is_empty()
         && value.split('.').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && part.as_bytes()[0].is_ascii_alphanumeric()
                 && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
         });
@@ -71,7 +74,9 @@ fn dns1035_errors(value: &str) -> Vec<&'static str> {
         errs.push("must be no more than 63 characters");
     }
     let ok = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && value.as_bytes()[0].is_ascii_lowercase()
         && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric();
     if !ok {
@@ -124,7 +129,11 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
         if prefix.is_empty() {
             errs.push("prefix part must be non-empty".to_owned());
         } else {
-            errs.extend(dns_subdomain_errors(prefix).iter().map(|e| format!("prefix part {e}")));
+            errs.extend(
+                dns_subdomain_errors(prefix)
+                    .iter()
+                    .map(|e| format!("prefix part {e}")),
+            );
         }
     }
     if name.is_empty() {
@@ -133,7 +142,9 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
         if name.len() > 63 {
             errs.push("name part must be no more than 63 characters".to_owned());
         }
-        let ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        let ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && name.as_bytes()[0].is_ascii_alphanumeric()
             && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
         if !ok {
@@ -146,7 +157,9 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
 fn label_value_ok(value: &str) -> bool {
     value.is_empty()
         || (value.len() <= 63
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && value.as_bytes()[0].is_ascii_alphanumeric()
             && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric())
 }
@@ -163,7 +176,11 @@ pub fn validate_labels(labels: &Value, path: &str) -> Vec<FieldError> {
         }
         match v.as_str() {
             Some(s) if label_value_ok(s) => {}
-            Some(s) => errs.push(FieldError::invalid(path, &Value::String(s.into()), LABEL_VALUE_MSG)),
+            Some(s) => errs.push(FieldError::invalid(
+                path,
+                &Value::String(s.into()),
+                LABEL_VALUE_MSG,
+            )),
             None => errs.push(FieldError::invalid(path, v, "label values must be strings")),
         }
     }
@@ -177,7 +194,11 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
     match meta["name"].as_str() {
         Some(name) if !name.is_empty() => {
             for e in rule.errors(name) {
-                errs.push(FieldError::invalid("metadata.name", &Value::String(name.into()), e));
+                errs.push(FieldError::invalid(
+                    "metadata.name",
+                    &Value::String(name.into()),
+                    e,
+                ));
             }
         }
         _ => errs.push(FieldError::required(
@@ -190,14 +211,21 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
         errs.push(FieldError::required("metadata.namespace", ""));
     }
     if !namespaced && !ns.is_empty() {
-        errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
     errs.extend(validate_labels(&meta["labels"], "metadata.labels"));
     if let Some(annotations) = meta["annotations"].as_object() {
         let mut total = 0;
         for (k, v) in annotations {
             for e in qualified_name_errors(&k.to_lowercase()) {
-                errs.push(FieldError::invalid("metadata.annotations", &Value::String(k.clone()), &e));
+                errs.push(FieldError::invalid(
+                    "metadata.annotations",
+                    &Value::String(k.clone()),
+                    &e,
+                ));
             }
             total += k.len() + v.as_str().map(str::len).unwrap_or(0);
         }
@@ -242,7 +270,13 @@ mod tests {
             true,
         );
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "metadata.labels", "metadata.labels"]);
-        assert_eq!(errs[0].detail, "Required value: name or generateName is required");
+        assert_eq!(
+            fields,
+            ["metadata.name", "metadata.labels", "metadata.labels"]
+        );
+        assert_eq!(
+            errs[0].detail,
+            "Required value: name or generateName is required"
+        );
     }
 }

@@ -30,7 +30,11 @@ pub async fn create_then_get_returns_the_value_and_its_revisions(s: &dyn Storage
     assert_eq!(kv.create_revision, kv.mod_revision);
     assert!(kv.mod_revision > before, "a write must bump the revision");
     assert_eq!(s.current_revision(), kv.mod_revision);
-    let got = s.get("/r/a").await.unwrap().expect("created key is readable");
+    let got = s
+        .get("/r/a")
+        .await
+        .unwrap()
+        .expect("created key is readable");
     assert_eq!(got, kv);
     assert!(s.get("/r/missing").await.unwrap().is_none());
 }
@@ -56,7 +60,10 @@ pub async fn update_on_a_stale_revision_conflicts_and_carries_the_winner(s: &dyn
         .unwrap_err();
     match err {
         StorageError::Conflict { current, .. } => {
-            assert_eq!(current.expect("conflict carries the current value").value, b("two"))
+            assert_eq!(
+                current.expect("conflict carries the current value").value,
+                b("two")
+            )
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -72,7 +79,10 @@ pub async fn update_and_delete_of_a_missing_key_are_not_found(s: &dyn Storage) {
 
 pub async fn delete_honours_its_precondition_and_returns_the_last_value(s: &dyn Storage) {
     let kv = s.create("/r/a", b("one")).await.unwrap();
-    let err = s.delete("/r/a", Some(kv.mod_revision + 100)).await.unwrap_err();
+    let err = s
+        .delete("/r/a", Some(kv.mod_revision + 100))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Conflict { .. }), "{err:?}");
     let deleted = s.delete("/r/a", Some(kv.mod_revision)).await.unwrap();
     assert_eq!(deleted.value, b("one"));
@@ -170,7 +180,10 @@ pub async fn watch_replays_history_then_follows_live_writes_in_order(s: &dyn Sto
     let a2 = s.update("/r/w/a", a.mod_revision, b("2")).await.unwrap();
     let mut stream = s.watch("/r/w/", start).await.unwrap();
     let e1 = next_event(&mut stream).await;
-    assert_eq!((e1.kind, e1.kv.value.clone(), e1.prev.clone()), (EventKind::Put, b("1"), None));
+    assert_eq!(
+        (e1.kind, e1.kv.value.clone(), e1.prev.clone()),
+        (EventKind::Put, b("1"), None)
+    );
     let e2 = next_event(&mut stream).await;
     assert_eq!(e2.kv.mod_revision, a2.mod_revision);
     assert_eq!(e2.prev.as_ref().map(|p| p.value.clone()), Some(b("1")));
@@ -181,7 +194,11 @@ pub async fn watch_replays_history_then_follows_live_writes_in_order(s: &dyn Sto
     assert_eq!(e3.kv.key, "/r/w/b");
     let e4 = next_event(&mut stream).await;
     assert_eq!(e4.kind, EventKind::Delete);
-    assert_eq!(e4.kv.value, b("2"), "a deletion event carries the last value");
+    assert_eq!(
+        e4.kv.value,
+        b("2"),
+        "a deletion event carries the last value"
+    );
     assert_eq!(e4.kv.mod_revision, deleted.mod_revision);
     assert!(e1.revision() < e2.revision() && e2.revision() < e3.revision());
 }
@@ -219,7 +236,11 @@ pub async fn compaction_expires_old_revisions_but_keeps_current_values(s: &dyn S
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::Compacted { .. }), "{err:?}");
-    let err = s.watch("/r/c/", a.mod_revision).await.err().expect("watch below compaction");
+    let err = s
+        .watch("/r/c/", a.mod_revision)
+        .await
+        .err()
+        .expect("watch below compaction");
     assert!(matches!(err, StorageError::Compacted { .. }), "{err:?}");
 
     let now = s
@@ -241,7 +262,10 @@ pub async fn compaction_expires_old_revisions_but_keeps_current_values(s: &dyn S
 pub async fn large_values_round_trip(s: &dyn Storage) {
     let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
     s.create("/r/big", Bytes::from(big.clone())).await.unwrap();
-    assert_eq!(s.get("/r/big").await.unwrap().unwrap().value.as_ref(), &big[..]);
+    assert_eq!(
+        s.get("/r/big").await.unwrap().unwrap().value.as_ref(),
+        &big[..]
+    );
 }
 
 pub async fn concurrent_compare_and_swap_loses_no_update(s: Arc<dyn Storage>) {

@@ -76,10 +76,22 @@ impl Drop for Inner {
 }
 
 enum Op {
-    Create { key: String, value: Bytes },
-    Update { key: String, expected: Revision, value: Bytes },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        expected: Revision,
+        value: Bytes,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 struct Command {
@@ -120,7 +132,9 @@ impl EmbeddedStorage {
         let options = || KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_BYTES);
         let kv = db.keyspace("kv", options).map_err(StorageError::backend)?;
         let log = db.keyspace("log", options).map_err(StorageError::backend)?;
-        let meta = db.keyspace("meta", options).map_err(StorageError::backend)?;
+        let meta = db
+            .keyspace("meta", options)
+            .map_err(StorageError::backend)?;
         let current = Arc::new(AtomicU64::new(read_meta(&meta, META_REVISION)?));
         let compacted = Arc::new(AtomicU64::new(read_meta(&meta, META_COMPACTED)?));
         let (events, _) = broadcast::channel(WATCH_BACKLOG);
@@ -315,7 +329,9 @@ fn read_event(kv: &Keyspace, revision: Revision, raw_log: &[u8]) -> StorageResul
     };
     let kv = match kind {
         EventKind::Put => read_version(kv, &key, revision)?
-            .ok_or_else(|| StorageError::Backend(format!("log names missing row {key}@{revision}")))?
+            .ok_or_else(|| {
+                StorageError::Backend(format!("log names missing row {key}@{revision}"))
+            })?
             .to_kv(&key),
         EventKind::Delete => {
             let mut last = prev.clone().ok_or_else(|| {
@@ -573,7 +589,11 @@ impl Writer {
                 rows += 1;
             }
             let finished = rows < COMPACTION_CHUNK;
-            let reached = if finished { target } else { last.unwrap_or(target) };
+            let reached = if finished {
+                target
+            } else {
+                last.unwrap_or(target)
+            };
             batch.insert(&self.meta, META_COMPACTED, reached.to_be_bytes().to_vec());
             batch.commit().map_err(StorageError::backend)?;
             self.db
@@ -598,7 +618,9 @@ impl Storage for EmbeddedStorage {
             key: key.to_owned(),
             value,
         };
-        self.submit(op).await.map(|kv| kv.expect("create returns its value"))
+        self.submit(op)
+            .await
+            .map(|kv| kv.expect("create returns its value"))
     }
 
     async fn get(&self, key: &str) -> StorageResult<Option<KeyValue>> {
@@ -637,7 +659,9 @@ impl Storage for EmbeddedStorage {
             expected,
             value,
         };
-        self.submit(op).await.map(|kv| kv.expect("update returns its value"))
+        self.submit(op)
+            .await
+            .map(|kv| kv.expect("update returns its value"))
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> StorageResult<KeyValue> {
@@ -645,7 +669,9 @@ impl Storage for EmbeddedStorage {
             key: key.to_owned(),
             expected,
         };
-        self.submit(op).await.map(|kv| kv.expect("delete returns the value"))
+        self.submit(op)
+            .await
+            .map(|kv| kv.expect("delete returns the value"))
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> StorageResult<WatchStream> {

@@ -35,7 +35,11 @@ async fn data_and_revisions_survive_a_reopen() {
     assert_eq!(s.compacted_revision(), compacted);
     assert_eq!(s.get("/k/a").await.unwrap().unwrap().value.as_ref(), b"2");
     let next = s.create("/k/c", Bytes::from_static(b"4")).await.unwrap();
-    assert_eq!(next.mod_revision, rev + 1, "revisions continue after a restart");
+    assert_eq!(
+        next.mod_revision,
+        rev + 1,
+        "revisions continue after a restart"
+    );
 }
 
 /// The child half of the crash test: writes until killed, printing each acknowledged key.
@@ -76,7 +80,12 @@ async fn crash_test_writer_child() {
 fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_test_writer_child", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "crash_test_writer_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("STORAGE_CRASH_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -96,7 +105,11 @@ fn acknowledged_writes_survive_kill_9() {
     // SIGKILL mid-stream: writers are still running.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(acked.len() >= 2000, "child acknowledged only {} writes", acked.len());
+    assert!(
+        acked.len() >= 2000,
+        "child acknowledged only {} writes",
+        acked.len()
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -142,7 +155,9 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Incompressible filler so the engine's compression cannot hide growth.
 fn noise(seed: u64, len: usize) -> Bytes {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         x ^= x << 13;
@@ -163,7 +178,13 @@ async fn churn(store: &Arc<EmbeddedStorage>, keys: u64, rounds: u64, value: usiz
             let key = format!("/churn/{k}");
             let mut rev = match store.get(&key).await.unwrap() {
                 Some(kv) => kv.mod_revision,
-                None => store.create(&key, noise(k, value)).await.unwrap().mod_revision,
+                None => {
+                    store
+                        .create(&key, noise(k, value))
+                        .await
+                        .unwrap()
+                        .mod_revision
+                }
             };
             for round in 1..rounds {
                 rev = store
@@ -197,10 +218,17 @@ async fn churn_with_compaction_keeps_the_data_dir_bounded() {
 
     churn(&store, KEYS, ROUNDS, VALUE, 0).await;
     let first = dir_size(dir.path());
-    eprintln!("after {per_phase} bytes: {first} on disk ({})", store.disk_report());
+    eprintln!(
+        "after {per_phase} bytes: {first} on disk ({})",
+        store.disk_report()
+    );
     churn(&store, KEYS, ROUNDS, VALUE, 1 << 40).await;
     let second = dir_size(dir.path());
-    eprintln!("after {} bytes: {second} on disk ({})", 2 * per_phase, store.disk_report());
+    eprintln!(
+        "after {} bytes: {second} on disk ({})",
+        2 * per_phase,
+        store.disk_report()
+    );
 
     assert!(
         second < BOUND,
@@ -226,7 +254,10 @@ async fn churn_with_compaction_keeps_the_data_dir_bounded() {
 async fn periodic_compaction_keeps_one_interval_of_history() {
     let (store, _dir) = fresh().await;
     let mut compactor = Compactor::default();
-    let a = store.create("/p/a", Bytes::from_static(b"1")).await.unwrap();
+    let a = store
+        .create("/p/a", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
     // The first tick only records the revision.
     assert_eq!(compactor.tick(&store).await.unwrap(), None);
     assert_eq!(store.compacted_revision(), 0);

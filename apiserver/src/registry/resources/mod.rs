@@ -11,7 +11,9 @@ use crate::registry::validation::{NameRule, immutable, validate_labels};
 
 fn set_default(obj: &mut Value, key: &str, value: Value) {
     if let Some(map) = obj.as_object_mut()
-        && map.get(key).is_none_or(Value::is_null)
+        && map
+            .get(key)
+            .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
     {
         map.insert(key.to_owned(), value);
     }
@@ -57,7 +59,12 @@ impl Strategy for PodStrategy {
                     c.as_object_mut().map(|m| m.remove("image"));
                 }
             }
-            for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
+            for field in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+                "schedulingGates",
+            ] {
                 s.as_object_mut().map(|m| m.remove(field));
             }
             s
@@ -77,7 +84,12 @@ impl Strategy for PodStrategy {
             "spec.schedulerName" => "/spec/schedulerName",
             "spec.serviceAccountName" => "/spec/serviceAccountName",
             "spec.hostNetwork" => {
-                return Some(obj["spec"]["hostNetwork"].as_bool().unwrap_or(false).to_string());
+                return Some(
+                    obj["spec"]["hostNetwork"]
+                        .as_bool()
+                        .unwrap_or(false)
+                        .to_string(),
+                );
             }
             "status.phase" => "/status/phase",
             "status.podIP" => "/status/podIP",
@@ -169,10 +181,18 @@ impl Strategy for WorkloadStrategy {
                     set_default(spec, "replicas", json!(1));
                     set_default(spec, "podManagementPolicy", json!("OrderedReady"));
                     set_default(spec, "revisionHistoryLimit", json!(10));
-                    set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+                    set_default(
+                        spec,
+                        "persistentVolumeClaimRetentionPolicy",
+                        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                    );
                     set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
                     if spec["updateStrategy"]["type"] == "RollingUpdate" {
-                        set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({"partition": 0}));
+                        set_default(
+                            &mut spec["updateStrategy"],
+                            "rollingUpdate",
+                            json!({"partition": 0}),
+                        );
                     }
                 }
                 WorkloadKind::Job => {
@@ -197,7 +217,9 @@ impl Strategy for WorkloadStrategy {
         }
         // A ReplicationController without a selector selects its template's labels.
         if kind == WorkloadKind::ReplicationController
-            && obj["spec"]["selector"].as_object().is_none_or(|m| m.is_empty())
+            && obj["spec"]["selector"]
+                .as_object()
+                .is_none_or(|m| m.is_empty())
             && let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned()
         {
             obj["spec"]["selector"] = labels;
@@ -234,7 +256,10 @@ impl Strategy for WorkloadStrategy {
             return errs;
         }
         let labels = &template["metadata"]["labels"];
-        errs.extend(validate_labels(labels, &format!("{template_path}.metadata.labels")));
+        errs.extend(validate_labels(
+            labels,
+            &format!("{template_path}.metadata.labels"),
+        ));
         if self.kind != WorkloadKind::CronJob && self.kind != WorkloadKind::Job {
             let selector = &obj["spec"]["selector"];
             if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
@@ -250,9 +275,15 @@ impl Strategy for WorkloadStrategy {
         if let Some(r) = obj["spec"]["replicas"].as_i64()
             && r < 0
         {
-            errs.push(FieldError::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                "spec.replicas",
+                &json!(r),
+                "must be greater than or equal to 0",
+            ));
         }
-        if self.kind == WorkloadKind::CronJob && obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+        if self.kind == WorkloadKind::CronJob
+            && obj["spec"]["schedule"].as_str().is_none_or(str::is_empty)
+        {
             errs.push(FieldError::required("spec.schedule", ""));
         }
         if matches!(self.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
@@ -265,14 +296,21 @@ impl Strategy for WorkloadStrategy {
                 ));
             }
         }
-        errs.extend(pod_spec::validate(&template["spec"], &format!("{template_path}.spec")));
+        errs.extend(pod_spec::validate(
+            &template["spec"],
+            &format!("{template_path}.spec"),
+        ));
         errs
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         if matches!(
             self.kind,
-            WorkloadKind::Deployment | WorkloadKind::ReplicaSet | WorkloadKind::DaemonSet | WorkloadKind::StatefulSet | WorkloadKind::Job
+            WorkloadKind::Deployment
+                | WorkloadKind::ReplicaSet
+                | WorkloadKind::DaemonSet
+                | WorkloadKind::StatefulSet
+                | WorkloadKind::Job
         ) {
             errs.extend(immutable(new, old, "/spec/selector", "spec.selector"));
         }
@@ -283,7 +321,11 @@ impl Strategy for WorkloadStrategy {
 /// Whether a selector selects a label map.
 fn selector_matches(selector: &Value, labels: &Value, map_selector: bool) -> bool {
     let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    let match_labels = if map_selector { selector } else { &selector["matchLabels"] };
+    let match_labels = if map_selector {
+        selector
+    } else {
+        &selector["matchLabels"]
+    };
     let labels_ok = match_labels
         .as_object()
         .map(|m| m.iter().all(|(k, v)| label(k) == v.as_str()))
@@ -294,7 +336,12 @@ fn selector_matches(selector: &Value, labels: &Value, map_selector: bool) -> boo
         .map(|exprs| {
             exprs.iter().all(|e| {
                 let key = e["key"].as_str().unwrap_or("");
-                let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let values: Vec<&str> = e["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 match e["operator"].as_str().unwrap_or("") {
                     "In" => label(key).is_some_and(|v| values.contains(&v)),
                     "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
@@ -337,7 +384,9 @@ pub struct ServiceStrategy;
 
 impl Strategy for ServiceStrategy {
     fn defaults(&self, obj: &mut Value) {
-        let Some(spec) = obj.get_mut("spec") else { return };
+        let Some(spec) = obj.get_mut("spec") else {
+            return;
+        };
         set_default(spec, "type", json!("ClusterIP"));
         set_default(spec, "sessionAffinity", json!("None"));
         let ty = spec["type"].as_str().unwrap_or("").to_owned();
@@ -372,7 +421,11 @@ impl Strategy for ServiceStrategy {
         let spec = &obj["spec"];
         let ty = spec["type"].as_str().unwrap_or("");
         if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
-            errs.push(FieldError::not_supported("spec.type", &json!(ty), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+            errs.push(FieldError::not_supported(
+                "spec.type",
+                &json!(ty),
+                &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+            ));
         }
         let ports = spec["ports"].as_array();
         if ty != "ExternalName" && ports.is_none_or(Vec::is_empty) && spec["clusterIP"] != "None" {
@@ -381,10 +434,15 @@ impl Strategy for ServiceStrategy {
         for (i, p) in ports.into_iter().flatten().enumerate() {
             match p["port"].as_i64() {
                 Some(n) if (1..=65535).contains(&n) => {}
-                Some(n) => errs.push(FieldError::invalid(format!("spec.ports[{i}].port"), &json!(n), "must be between 1 and 65535, inclusive")),
+                Some(n) => errs.push(FieldError::invalid(
+                    format!("spec.ports[{i}].port"),
+                    &json!(n),
+                    "must be between 1 and 65535, inclusive",
+                )),
                 None => errs.push(FieldError::required(format!("spec.ports[{i}].port"), "")),
             }
-            if ports.is_some_and(|ps| ps.len() > 1) && p["name"].as_str().is_none_or(str::is_empty) {
+            if ports.is_some_and(|ps| ps.len() > 1) && p["name"].as_str().is_none_or(str::is_empty)
+            {
                 errs.push(FieldError::required(format!("spec.ports[{i}].name"), ""));
             }
         }
@@ -394,7 +452,11 @@ impl Strategy for ServiceStrategy {
         let old_ip = &old["spec"]["clusterIP"];
         let new_ip = &new["spec"]["clusterIP"];
         if !old_ip.is_null() && !new_ip.is_null() && old_ip != new_ip {
-            return vec![FieldError::invalid("spec.clusterIPs[0]", new_ip, "may not change once set")];
+            return vec![FieldError::invalid(
+                "spec.clusterIPs[0]",
+                new_ip,
+                "may not change once set",
+            )];
         }
         Vec::new()
     }
@@ -408,7 +470,9 @@ pub struct DataStrategy {
 fn config_key_ok(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && key != "."
         && key != ".."
 }
@@ -418,7 +482,9 @@ impl Strategy for DataStrategy {
         if self.secret {
             set_default(obj, "type", json!("Opaque"));
             // stringData is write-only: merge it into data as base64.
-            if let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            if let Some(Value::Object(string_data)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
                 use base64::Engine;
                 set_default(obj, "data", json!({}));
                 for (k, v) in string_data {
@@ -439,11 +505,17 @@ impl Strategy for DataStrategy {
                         "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
                     ));
                 }
-                if (self.secret || field == "binaryData") && v.as_str().is_some_and(|s| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.decode(s).is_err()
-                }) {
-                    errs.push(FieldError::invalid(format!("{field}[{k}]"), &json!("<value omitted>"), "illegal base64 data"));
+                if (self.secret || field == "binaryData")
+                    && v.as_str().is_some_and(|s| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD.decode(s).is_err()
+                    })
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{field}[{k}]"),
+                        &json!("<value omitted>"),
+                        "illegal base64 data",
+                    ));
                 }
             }
         }
@@ -454,7 +526,10 @@ impl Strategy for DataStrategy {
         if old["immutable"] == json!(true) {
             for field in ["data", "binaryData", "immutable"] {
                 if new[field] != old[field] {
-                    errs.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+                    errs.push(FieldError::forbidden(
+                        field,
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
@@ -476,8 +551,12 @@ impl Strategy for EventStrategy {
     }
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         let v = match field {
-            "involvedObject.kind" | "involvedObject.namespace" | "involvedObject.name"
-            | "involvedObject.uid" | "involvedObject.apiVersion" | "involvedObject.resourceVersion"
+            "involvedObject.kind"
+            | "involvedObject.namespace"
+            | "involvedObject.name"
+            | "involvedObject.uid"
+            | "involvedObject.apiVersion"
+            | "involvedObject.resourceVersion"
             | "involvedObject.fieldPath" => {
                 obj["involvedObject"][field.trim_start_matches("involvedObject.")].as_str()
             }
@@ -496,7 +575,12 @@ impl Strategy for NodeStrategy {
         true
     }
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
-        (field == "spec.unschedulable").then(|| obj["spec"]["unschedulable"].as_bool().unwrap_or(false).to_string())
+        (field == "spec.unschedulable").then(|| {
+            obj["spec"]["unschedulable"]
+                .as_bool()
+                .unwrap_or(false)
+                .to_string()
+        })
     }
 }
 
@@ -512,11 +596,17 @@ impl Strategy for EndpointSliceStrategy {
             return vec![FieldError::required("addressType", "")];
         }
         if !["IPv4", "IPv6", "FQDN"].contains(&ty) {
-            return vec![FieldError::not_supported("addressType", &json!(ty), &["FQDN", "IPv4", "IPv6"])];
+            return vec![FieldError::not_supported(
+                "addressType",
+                &json!(ty),
+                &["FQDN", "IPv4", "IPv6"],
+            )];
         }
         Vec::new()
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        immutable(new, old, "/addressType", "addressType").into_iter().collect()
+        immutable(new, old, "/addressType", "addressType")
+            .into_iter()
+            .collect()
     }
 }

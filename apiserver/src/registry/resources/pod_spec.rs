@@ -87,7 +87,9 @@ pub fn defaults(spec: &mut Value, is_pod: bool) {
     }
     if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in volumes {
-            let Some(map) = v.as_object_mut() else { continue };
+            let Some(map) = v.as_object_mut() else {
+                continue;
+            };
             if map.keys().all(|k| k == "name") {
                 map.insert("emptyDir".into(), json!({}));
             }
@@ -107,14 +109,22 @@ pub fn validate(spec: &Value, path: &str) -> Vec<FieldError> {
     match spec["containers"].as_array() {
         Some(cs) if !cs.is_empty() => {
             for (i, c) in cs.iter().enumerate() {
-                errs.extend(validate_container(c, &format!("{path}.containers[{i}]"), &mut names));
+                errs.extend(validate_container(
+                    c,
+                    &format!("{path}.containers[{i}]"),
+                    &mut names,
+                ));
             }
         }
         _ => errs.push(FieldError::required(format!("{path}.containers"), "")),
     }
     if let Some(cs) = spec["initContainers"].as_array() {
         for (i, c) in cs.iter().enumerate() {
-            errs.extend(validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names));
+            errs.extend(validate_container(
+                c,
+                &format!("{path}.initContainers[{i}]"),
+                &mut names,
+            ));
         }
     }
     if let Some(policy) = spec["restartPolicy"].as_str()
@@ -180,7 +190,9 @@ fn validate_container(
         for (i, p) in ports.iter().enumerate() {
             let ppath = format!("{path}.ports[{i}]");
             match p["containerPort"].as_i64() {
-                None | Some(0) => errs.push(FieldError::required(format!("{ppath}.containerPort"), "")),
+                None | Some(0) => {
+                    errs.push(FieldError::required(format!("{ppath}.containerPort"), ""))
+                }
                 Some(n) if !(1..=65535).contains(&n) => errs.push(FieldError::invalid(
                     format!("{ppath}.containerPort"),
                     &json!(n),
@@ -219,7 +231,10 @@ mod tests {
         assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(spec["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
-        assert_eq!(spec["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(
+            spec["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
     }
 
     #[test]

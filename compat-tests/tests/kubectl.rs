@@ -1,0 +1,688 @@
+//! The stock kubectl binaries against the real server: what a user types and reads.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use compat_tests::{KUBECTL_VERSIONS, TestCluster, table_rows};
+
+fn deployment_manifest(name: &str, image: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: app\n        image: {image}\n        ports:\n        - containerPort: 80\n"
+    )
+}
+
+fn write(cluster: &TestCluster, file: &str, text: &str) -> String {
+    let path = cluster.data_dir.path().join(file);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn version_reports_the_server_the_types_come_from() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let out = cluster.kubectl(v, &["version"]).ok();
+        assert!(out.contains("Server Version: v1.33.0"), "{out}");
+        assert!(out.contains(&format!("Client Version: v{v}")), "{out}");
+    }
+}
+
+#[test]
+fn generators_create_namespaces_deployments_configmaps_and_secrets() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let ns = format!("team-{}", v.replace('.', "-"));
+        assert_eq!(
+            cluster
+                .kubectl(v, &["create", "namespace", &ns])
+                .ok()
+                .trim(),
+            format!("namespace/{ns} created")
+        );
+        let out = cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "create",
+                    "deployment",
+                    "web",
+                    "--image=nginx:1.27",
+                    "--replicas=2",
+                ],
+            )
+            .ok();
+        assert_eq!(out.trim(), "deployment.apps/web created");
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "create",
+                    "configmap",
+                    "cfg",
+                    "--from-literal=a=1",
+                    "--from-literal=b=2",
+                ],
+            )
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "create",
+                    "secret",
+                    "generic",
+                    "pw",
+                    "--from-literal=password=hunter2",
+                ],
+            )
+            .ok();
+
+        let rows = table_rows(&cluster.kubectl(v, &["-n", &ns, "get", "deployments"]).ok());
+        assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+        assert_eq!(rows[1][..4], ["web", "0/2", "0", "0"]);
+        let rows = table_rows(
+            &cluster
+                .kubectl(v, &["-n", &ns, "get", "configmap", "cfg"])
+                .ok(),
+        );
+        assert_eq!(rows[1][..2], ["cfg", "2"]);
+        let rows = table_rows(&cluster.kubectl(v, &["-n", &ns, "get", "secret", "pw"]).ok());
+        assert_eq!(rows[0], ["NAME", "TYPE", "DATA", "AGE"]);
+        assert_eq!(rows[1][..3], ["pw", "Opaque", "1"]);
+        let decoded = cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "get",
+                    "secret",
+                    "pw",
+                    "-o",
+                    "jsonpath={.data.password}",
+                ],
+            )
+            .ok();
+        assert_eq!(decoded, "aHVudGVyMg==");
+        let image = cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "get",
+                    "deploy",
+                    "web",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                ],
+            )
+            .ok();
+        assert_eq!(image, "nginx:1.27");
+        // Creating it again is a clear conflict.
+        let err = cluster.kubectl(v, &["create", "namespace", &ns]).fails();
+        assert!(
+            err.contains(&format!(
+                "Error from server (AlreadyExists): namespaces \"{ns}\" already exists"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn create_and_apply_twice_with_validation_on() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("app-{}", v.replace('.', "-"));
+        let file = write(
+            &cluster,
+            "dep.yaml",
+            &deployment_manifest(&name, "nginx:1.26", 2),
+        );
+        let out = cluster.kubectl(v, &["apply", "-f", &file]).ok();
+        assert_eq!(out.trim(), format!("deployment.apps/{name} created"));
+        let file = write(
+            &cluster,
+            "dep.yaml",
+            &deployment_manifest(&name, "nginx:1.27", 3),
+        );
+        let changed = cluster.kubectl(v, &["apply", "-f", &file]);
+        assert_eq!(
+            changed.ok().trim(),
+            format!("deployment.apps/{name} configured")
+        );
+        assert!(
+            !changed.stderr().contains("warning"),
+            "apply warned: {}",
+            changed.stderr()
+        );
+        assert_eq!(
+            cluster.kubectl(v, &["apply", "-f", &file]).ok().trim(),
+            format!("deployment.apps/{name} unchanged")
+        );
+        let got = cluster
+            .kubectl(v, &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.generation}"])
+            .ok();
+        assert_eq!(got, "3 nginx:1.27 80 2");
+
+        let pod = write(
+            &cluster,
+            "pod.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{name}\n  labels: {{app: {name}}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"
+            ),
+        );
+        assert_eq!(
+            cluster.kubectl(v, &["create", "-f", &pod]).ok().trim(),
+            format!("pod/p-{name} created")
+        );
+        // Unknown fields are refused with validation on.
+        let bad = write(
+            &cluster,
+            "bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\ndata:\n  a: b\nbogus: 1\n",
+        );
+        let err = cluster.kubectl(v, &["create", "-f", &bad]).fails();
+        assert!(err.contains("unknown field \"bogus\""), "{err}");
+        assert!(
+            cluster
+                .kubectl(v, &["get", "cm", "strict"])
+                .fails()
+                .contains("NotFound")
+        );
+    }
+}
+
+#[test]
+fn get_shows_tables_wide_yaml_jsonpath_across_namespaces_and_selectors() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    cluster.kubectl(v, &["create", "namespace", "other"]).ok();
+    cluster
+        .kubectl(
+            v,
+            &["run", "web", "--image=nginx", "--labels=app=web,tier=fe"],
+        )
+        .ok();
+    cluster
+        .kubectl(v, &["run", "db", "--image=postgres", "--labels=app=db"])
+        .ok();
+    cluster
+        .kubectl(
+            v,
+            &[
+                "-n",
+                "other",
+                "run",
+                "job",
+                "--image=busybox",
+                "--labels=app=web",
+            ],
+        )
+        .ok();
+    for v in KUBECTL_VERSIONS {
+        let rows = table_rows(&cluster.kubectl(v, &["get", "pods"]).ok());
+        assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+        let names: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(names, ["db", "web"]);
+        assert_eq!(rows[1][1..4], ["0/1", "Pending", "0"]);
+
+        let wide = table_rows(&cluster.kubectl(v, &["get", "pods", "-o", "wide"]).ok());
+        assert_eq!(
+            wide[0],
+            [
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED",
+                "NODE",
+                "READINESS",
+                "GATES"
+            ]
+        );
+        assert_eq!(wide[1][5..7], ["<none>", "<none>"]);
+
+        let all = table_rows(&cluster.kubectl(v, &["get", "pods", "-A"]).ok());
+        assert_eq!(all[0][..2], ["NAMESPACE", "NAME"]);
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().any(|r| r[..2] == ["other", "job"]));
+
+        let labelled = table_rows(
+            &cluster
+                .kubectl(v, &["get", "pods", "-A", "-l", "app=web"])
+                .ok(),
+        );
+        assert_eq!(labelled.len(), 3);
+        let set = table_rows(
+            &cluster
+                .kubectl(v, &["get", "pods", "-l", "app in (db),!tier"])
+                .ok(),
+        );
+        assert_eq!(set[1][0], "db");
+        let by_field = table_rows(
+            &cluster
+                .kubectl(v, &["get", "pods", "--field-selector", "metadata.name=web"])
+                .ok(),
+        );
+        assert_eq!(by_field.len(), 2);
+        assert_eq!(by_field[1][0], "web");
+        let none = cluster.kubectl(
+            v,
+            &["get", "pods", "--field-selector", "status.phase=Running"],
+        );
+        assert!(
+            none.stderr()
+                .contains("No resources found in default namespace."),
+            "{}",
+            none.stderr()
+        );
+
+        let yaml = cluster
+            .kubectl(v, &["get", "pod", "web", "-o", "yaml"])
+            .ok();
+        for want in [
+            "apiVersion: v1",
+            "kind: Pod",
+            "name: web",
+            "uid:",
+            "resourceVersion:",
+            "creationTimestamp:",
+            "restartPolicy: Always",
+            "dnsPolicy: ClusterFirst",
+            "imagePullPolicy: Always",
+            "phase: Pending",
+        ] {
+            assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
+        }
+        let path = cluster
+            .kubectl(
+                v,
+                &["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"],
+            )
+            .ok();
+        assert_eq!(path, "db web");
+    }
+}
+
+#[test]
+fn get_watch_sees_added_modified_and_deleted() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let ns = format!("w{}", v.replace('.', ""));
+        cluster.kubectl(v, &["create", "namespace", &ns]).ok();
+        let mut watch = cluster.kubectl_spawn(
+            v,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmaps",
+                "-w",
+                "--output-watch-events",
+            ],
+        );
+        let stdout = watch.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let next = || {
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("watch printed a line")
+        };
+        // kubectl prints the header with the first row.
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "create",
+                    "configmap",
+                    "live",
+                    "--from-literal=a=b",
+                ],
+            )
+            .ok();
+        assert_eq!(table_rows(&next())[0], ["EVENT", "NAME", "DATA", "AGE"]);
+        assert_eq!(table_rows(&next())[0][..3], ["ADDED", "live", "1"]);
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "patch",
+                    "configmap",
+                    "live",
+                    "--type=merge",
+                    "-p",
+                    r#"{"data":{"c":"d"}}"#,
+                ],
+            )
+            .ok();
+        assert_eq!(table_rows(&next())[0][..3], ["MODIFIED", "live", "2"]);
+        cluster
+            .kubectl(v, &["-n", &ns, "delete", "configmap", "live"])
+            .ok();
+        assert_eq!(table_rows(&next())[0][..2], ["DELETED", "live"]);
+        let _ = watch.kill();
+        let _ = watch.wait();
+    }
+}
+
+#[test]
+fn label_annotate_and_all_three_patch_types() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("d{}", v.replace('.', ""));
+        let file = write(
+            &cluster,
+            "d.yaml",
+            &deployment_manifest(&name, "nginx:1.26", 1),
+        );
+        cluster.kubectl(v, &["create", "-f", &file]).ok();
+        assert_eq!(
+            cluster
+                .kubectl(v, &["label", "deploy", &name, "tier=fe"])
+                .ok()
+                .trim(),
+            format!("deployment.apps/{name} labeled")
+        );
+        assert_eq!(
+            cluster
+                .kubectl(v, &["annotate", "deploy", &name, "note=hi"])
+                .ok()
+                .trim(),
+            format!("deployment.apps/{name} annotated")
+        );
+        cluster
+            .kubectl(v, &["label", "deploy", &name, "tier-"])
+            .ok();
+        cluster.kubectl(v, &["patch", "deploy", &name, "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}}}"#]).ok();
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "deploy",
+                    &name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"spec":{"replicas":3}}"#,
+                ],
+            )
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "deploy",
+                    &name,
+                    "--type=json",
+                    "-p",
+                    r#"[{"op":"add","path":"/metadata/labels/j","value":"yes"}]"#,
+                ],
+            )
+            .ok();
+        let got = cluster
+            .kubectl(v, &["get", "deploy", &name, "-o", "jsonpath={.metadata.labels} {.metadata.annotations.note} {.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"])
+            .ok();
+        assert_eq!(got, r#"{"j":"yes"} hi 3 nginx:1.27 80"#);
+        let err = cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "deploy",
+                    &name,
+                    "--type=json",
+                    "-p",
+                    r#"[{"op":"replace","path":"/spec/nope/deeper","value":1}]"#,
+                ],
+            )
+            .fails();
+        assert!(err.contains("The request is invalid"), "{err}");
+        assert!(err.contains("/spec/nope/deeper"), "{err}");
+    }
+}
+
+#[test]
+fn edit_replace_and_delete_behave_like_a_cluster() {
+    let cluster = TestCluster::start().unwrap();
+    let editor = write(
+        &cluster,
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/^data:/data:\\n  edited: \"yes\"/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("c{}", v.replace('.', ""));
+        cluster
+            .kubectl(v, &["create", "configmap", &name, "--from-literal=a=1"])
+            .ok();
+        let out = cluster
+            .kubectl_with_env(v, &["edit", "configmap", &name], &[("EDITOR", &editor)])
+            .ok();
+        assert_eq!(out.trim(), format!("configmap/{name} edited"));
+        assert_eq!(
+            cluster
+                .kubectl(v, &["get", "cm", &name, "-o", "jsonpath={.data.edited}"])
+                .ok(),
+            "yes"
+        );
+
+        let yaml = cluster.kubectl(v, &["get", "cm", &name, "-o", "yaml"]).ok();
+        let file = write(&cluster, "cm.yaml", &yaml.replace("a: \"1\"", "a: \"2\""));
+        assert_eq!(
+            cluster.kubectl(v, &["replace", "-f", &file]).ok().trim(),
+            format!("configmap/{name} replaced")
+        );
+        // The same file again carries a stale resourceVersion.
+        let err = cluster.kubectl(v, &["replace", "-f", &file]).fails();
+        assert!(err.contains("Error from server (Conflict)"), "{err}");
+        assert_eq!(
+            cluster
+                .kubectl(v, &["get", "cm", &name, "-o", "jsonpath={.data.a}"])
+                .ok(),
+            "2"
+        );
+
+        assert_eq!(
+            cluster
+                .kubectl(v, &["delete", "configmap", &name])
+                .ok()
+                .trim(),
+            format!("configmap \"{name}\" deleted")
+        );
+        let err = cluster.kubectl(v, &["get", "configmap", &name]).fails();
+        assert!(
+            err.contains(&format!(
+                "Error from server (NotFound): configmaps \"{name}\" not found"
+            )),
+            "{err}"
+        );
+        cluster
+            .kubectl(v, &["run", &format!("p{name}"), "--image=busybox"])
+            .ok();
+        assert_eq!(
+            cluster
+                .kubectl(v, &["delete", "pod", &format!("p{name}")])
+                .ok()
+                .trim(),
+            format!("pod \"p{name}\" deleted")
+        );
+    }
+}
+
+#[test]
+fn explain_api_resources_and_api_versions_read_discovery_and_openapi() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let explain = cluster
+            .kubectl(v, &["explain", "pods.spec.containers"])
+            .ok();
+        assert!(explain.contains("KIND:       Pod"), "{explain}");
+        assert!(
+            explain.contains("FIELD: containers <[]Container>"),
+            "{explain}"
+        );
+        assert!(
+            explain.contains("List of containers belonging to the pod."),
+            "{explain}"
+        );
+        let deploy = cluster
+            .kubectl(v, &["explain", "deployment.spec.strategy"])
+            .ok();
+        assert!(deploy.contains("GROUP:      apps"), "{deploy}");
+
+        let resources = table_rows(&cluster.kubectl(v, &["api-resources"]).ok());
+        assert_eq!(
+            resources[0],
+            ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+        );
+        for want in [
+            ["pods", "po", "v1", "true", "Pod"],
+            ["deployments", "deploy", "apps/v1", "true", "Deployment"],
+            ["namespaces", "ns", "v1", "false", "Namespace"],
+        ] {
+            assert!(resources.iter().any(|r| r[..] == want), "{want:?} missing");
+        }
+        let versions = cluster.kubectl(v, &["api-versions"]).ok();
+        for want in [
+            "apps/v1",
+            "batch/v1",
+            "coordination.k8s.io/v1",
+            "discovery.k8s.io/v1",
+            "v1",
+        ] {
+            assert!(
+                versions.lines().any(|l| l == want),
+                "{want} missing from {versions}"
+            );
+        }
+        let all = cluster.kubectl(v, &["get", "all", "-n", "kube-system"]);
+        assert!(all.output.status.success(), "{}", all.stderr());
+    }
+}
+
+#[test]
+fn objects_survive_a_restart_on_the_same_data_dir() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    cluster.kubectl(v, &["create", "namespace", "keep"]).ok();
+    cluster
+        .kubectl(
+            v,
+            &[
+                "-n",
+                "keep",
+                "create",
+                "configmap",
+                "c",
+                "--from-literal=k=v",
+            ],
+        )
+        .ok();
+    let rv = cluster
+        .kubectl(
+            v,
+            &[
+                "-n",
+                "keep",
+                "get",
+                "cm",
+                "c",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .ok();
+    let dir = cluster.kill();
+    let cluster = TestCluster::start_in(dir, &[]).unwrap();
+    assert_eq!(
+        cluster
+            .kubectl(
+                v,
+                &["-n", "keep", "get", "cm", "c", "-o", "jsonpath={.data.k}"]
+            )
+            .ok(),
+        "v"
+    );
+    let after = cluster
+        .kubectl(
+            v,
+            &[
+                "-n",
+                "keep",
+                "get",
+                "cm",
+                "c",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .ok();
+    assert_eq!(rv, after);
+    cluster
+        .kubectl(v, &["-n", "keep", "create", "configmap", "d"])
+        .ok();
+    let newer: u64 = cluster
+        .kubectl(
+            v,
+            &[
+                "-n",
+                "keep",
+                "get",
+                "cm",
+                "d",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .ok()
+        .parse()
+        .unwrap();
+    assert!(newer > rv.parse::<u64>().unwrap());
+}
+
+#[test]
+fn requests_without_a_client_certificate_are_unauthorized() {
+    let cluster = TestCluster::start().unwrap();
+    let anonymous = cluster.data_dir.path().join("anon.kubeconfig");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster.kubeconfig).unwrap()).unwrap();
+    let mut anon = config.clone();
+    anon["users"][0]["user"] = serde_json::json!({"token": "not-a-real-token"});
+    std::fs::write(&anonymous, anon.to_string()).unwrap();
+    let out = std::process::Command::new(compat_tests::kubectl_binary("1.33"))
+        .args(["--kubeconfig"])
+        .arg(&anonymous)
+        .args(["get", "--raw", "/api/v1/namespaces"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Unauthorized"), "{err}");
+    // The same kubectl with the admin certificate gets through.
+    let ok = cluster
+        .kubectl("1.33", &["get", "--raw", "/readyz?verbose"])
+        .ok();
+    assert!(ok.contains("readyz check passed"), "{ok}");
+}
