@@ -16,6 +16,7 @@ use tracing::info;
 use crate::endpoints::{ApiServer, openapi::OpenApiDocs};
 use crate::registry::generic_store::{GenericStore, WriteOptions};
 use crate::registry::resource_table;
+use crate::registry::watch_cache::WatchCache;
 
 /// A Kubernetes API server on an embedded, crash-safe store.
 #[derive(Debug, Clone, Parser)]
@@ -139,8 +140,16 @@ pub async fn run(flags: Flags) -> Result<()> {
     let storage: Arc<dyn Storage> =
         Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
     let _compactor = spawn_periodic_compaction(storage.clone(), flags.etcd_compaction_interval);
-    let store = GenericStore::new(storage);
+    let store = GenericStore::new(storage.clone());
     bootstrap_namespaces(&store).await?;
+    let prefixes: Vec<String> = resource_table::RESOURCES
+        .iter()
+        .map(|r| r.key_prefix())
+        .collect();
+    let cache = WatchCache::start(storage, &prefixes)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let store = store.with_watch_cache(cache);
     let server = Arc::new(ApiServer {
         store,
         openapi: OpenApiDocs::build(),

@@ -245,3 +245,44 @@ async fn the_runtime_watcher_relists_after_410_and_sees_every_change() {
     assert!(expired >= 1, "the watcher never saw a 410");
     assert!(init_done >= 2, "the watcher never relisted");
 }
+
+#[tokio::test]
+async fn streaming_lists_end_with_the_initial_events_bookmark() {
+    let cluster = TestCluster::start().unwrap();
+    let client = cluster.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["s1", "s2"] {
+        api.create(&PostParams::default(), &configmap(name, "1"))
+            .await
+            .unwrap();
+    }
+    let mut events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("no progress")
+            .expect("stream ended")
+            .expect("watcher error");
+        match event {
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["s1", "s2"]);
+    api.create(&PostParams::default(), &configmap("s3", "1"))
+        .await
+        .unwrap();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let watcher::Event::Apply(cm) = event {
+            assert_eq!(cm.metadata.name.as_deref(), Some("s3"));
+            break;
+        }
+    }
+}

@@ -18,6 +18,7 @@ use crate::endpoints::status_error::{ApiError, FieldError};
 use crate::registry::resource_table::ResourceDef;
 use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::validation::validate_object_meta;
+use crate::registry::watch_cache::WatchCache;
 
 /// Options of a write, from the query string.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +105,7 @@ pub enum WatchItem {
 #[derive(Clone)]
 pub struct GenericStore {
     storage: Arc<dyn Storage>,
+    cache: Option<Arc<WatchCache>>,
 }
 
 fn now_rfc3339() -> String {
@@ -184,8 +186,18 @@ fn decode_continue(token: &str) -> Result<(String, Revision), ApiError> {
 }
 
 impl GenericStore {
+    /// A store reading storage directly (no watch cache).
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        GenericStore { storage }
+        GenericStore {
+            storage,
+            cache: None,
+        }
+    }
+
+    /// Serves lists and watches from `cache` where it can.
+    pub fn with_watch_cache(mut self, cache: Arc<WatchCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -372,6 +384,12 @@ impl GenericStore {
             Some(ns) => format!("{}{ns}/", r.key_prefix()),
             None => r.key_prefix(),
         };
+        if opts.continue_token.is_none()
+            && !opts.exact
+            && let Some(page) = self.list_from_cache(r, &prefix, opts).await
+        {
+            return Ok(page);
+        }
         let (mut start_after, mut revision) = match &opts.continue_token {
             Some(token) => {
                 let (start, rv) = decode_continue(token)?;
@@ -423,6 +441,42 @@ impl GenericStore {
             }
             start_after = last_key;
         }
+    }
+
+    /// A consistent first page from the watch cache, once it has applied every acknowledged
+    /// write; `None` sends the read to storage.
+    async fn list_from_cache(
+        &self,
+        r: &ResourceDef,
+        prefix: &str,
+        opts: &ListOptions,
+    ) -> Option<ListPage> {
+        let cache = self.cache.as_ref()?;
+        let resource = cache.resource(&r.key_prefix())?;
+        if !cache.wait_for(self.storage.current_revision()).await {
+            return None;
+        }
+        let snapshot = resource.snapshot(prefix, cache.applied());
+        let limit = opts.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut last_key = None;
+        for (key, obj) in &snapshot.items {
+            if !(opts.labels.matches(obj) && opts.fields.matches(obj, r.strategy.as_ref())) {
+                continue;
+            }
+            if items.len() == limit {
+                continue_token = last_key.map(|k: &String| encode_continue(k, snapshot.revision));
+                break;
+            }
+            items.push(obj.as_ref().clone());
+            last_key = Some(key);
+        }
+        Some(ListPage {
+            items,
+            resource_version: snapshot.revision,
+            continue_token,
+        })
     }
 
     /// Reads the object, lets `apply` compute its new state, and writes it with
@@ -721,6 +775,19 @@ impl GenericStore {
             Some(ns) => format!("{}{ns}/", r.key_prefix()),
             None => r.key_prefix(),
         };
+        if let Some(cache) = &self.cache
+            && let Some(resource) = cache.resource(&r.key_prefix())
+        {
+            let applied = cache.applied();
+            let (labels, fields) = (labels.clone(), fields.clone());
+            let matches =
+                move |obj: &Value| labels.matches(obj) && fields.matches(obj, r.strategy.as_ref());
+            let compacted = self.storage.compacted_revision();
+            if let Some(stream) = resource.watch(prefix.clone(), from, applied, compacted, matches)
+            {
+                return Ok(stream);
+            }
+        }
         let (initial, start) = match from {
             Some(rv) => (Vec::new(), rv),
             None => {

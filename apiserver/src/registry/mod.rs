@@ -1,5 +1,6 @@
 //! The registry: the resource table, the generic store every resource goes through, and the
-//! per-resource strategies, printers, selectors and validation it consults.
+//! per-resource strategies, printers, selectors and validation it consults, and the watch cache
+//! that serves its lists and watches.
 
 pub mod generic_store;
 pub mod printers;
@@ -8,3 +9,4 @@ pub mod resources;
 pub mod selectors;
 pub mod strategy;
 pub mod validation;
+pub mod watch_cache;
