@@ -156,7 +156,8 @@ impl Strategy for WorkloadStrategy {
                     set_default(spec, "replicas", json!(1));
                     set_default(spec, "revisionHistoryLimit", json!(10));
                     set_default(spec, "progressDeadlineSeconds", json!(600));
-                    set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
+                    set_default(spec, "strategy", json!({}));
+                    set_default(&mut spec["strategy"], "type", json!("RollingUpdate"));
                     if spec["strategy"]["type"] == "RollingUpdate" {
                         set_default(&mut spec["strategy"], "rollingUpdate", json!({}));
                         let ru = &mut spec["strategy"]["rollingUpdate"];
@@ -169,7 +170,8 @@ impl Strategy for WorkloadStrategy {
                 }
                 WorkloadKind::DaemonSet => {
                     set_default(spec, "revisionHistoryLimit", json!(10));
-                    set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+                    set_default(spec, "updateStrategy", json!({}));
+                    set_default(&mut spec["updateStrategy"], "type", json!("RollingUpdate"));
                     if spec["updateStrategy"]["type"] == "RollingUpdate" {
                         set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
                         let ru = &mut spec["updateStrategy"]["rollingUpdate"];
@@ -608,5 +610,62 @@ impl Strategy for EndpointSliceStrategy {
         immutable(new, old, "/addressType", "addressType")
             .into_iter()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(spec: Value) -> Value {
+        let strategy = WorkloadStrategy {
+            template: "/spec/template",
+            map_selector: false,
+            kind: WorkloadKind::Deployment,
+        };
+        let mut obj = json!({"spec": spec});
+        strategy.defaults(&mut obj);
+        obj
+    }
+
+    #[test]
+    fn deployment_defaults_fill_an_empty_strategy() {
+        // `kubectl create deployment` sends `strategy: {}` (protobuf), which still defaults.
+        for spec in [
+            json!({"template": {"spec": {}}}),
+            json!({"strategy": {}, "template": {"spec": {}}}),
+        ] {
+            let d = deployment(spec);
+            assert_eq!(
+                d["spec"]["strategy"],
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+            );
+            assert_eq!(d["spec"]["replicas"], 1);
+            assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+            assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+            assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        }
+        let recreate =
+            deployment(json!({"strategy": {"type": "Recreate"}, "template": {"spec": {}}}));
+        assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    #[test]
+    fn selector_must_match_the_template() {
+        let strategy = WorkloadStrategy {
+            template: "/spec/template",
+            map_selector: false,
+            kind: WorkloadKind::Deployment,
+        };
+        let obj = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let errs = strategy.validate(&obj);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec.template.metadata.labels");
+        assert!(
+            errs[0]
+                .detail
+                .contains("`selector` does not match template `labels`")
+        );
     }
 }
