@@ -445,6 +445,42 @@ fn label_annotate_and_all_three_patch_types() {
             .kubectl(v, &["get", "deploy", &name, "-o", "jsonpath={.metadata.labels} {.metadata.annotations.note} {.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"])
             .ok();
         assert_eq!(got, r#"{"j":"yes"} hi 3 nginx:1.27 80"#);
+        // The scale subresource, as `kubectl scale` uses it.
+        assert_eq!(
+            cluster
+                .kubectl(v, &["scale", "deploy", &name, "--replicas=5"])
+                .ok()
+                .trim(),
+            format!("deployment.apps/{name} scaled")
+        );
+        assert_eq!(
+            cluster
+                .kubectl(
+                    v,
+                    &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"]
+                )
+                .ok(),
+            "5"
+        );
+        let scale = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "--raw",
+                    &format!("/apis/apps/v1/namespaces/default/deployments/{name}/scale"),
+                ],
+            )
+            .ok();
+        let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+        assert_eq!(
+            (
+                scale["kind"].as_str(),
+                scale["spec"]["replicas"].as_i64(),
+                scale["status"]["selector"].as_str()
+            ),
+            (Some("Scale"), Some(5), Some(format!("app={name}").as_str()))
+        );
         let err = cluster
             .kubectl(
                 v,

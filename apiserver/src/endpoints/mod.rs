@@ -25,6 +25,7 @@ use crate::authn::UserInfo;
 use crate::registry::generic_store::{
     FieldValidation, GenericStore, ListOptions, UpdateScope, WriteOptions, parse_resource_version,
 };
+use crate::registry::printers;
 use crate::registry::resource_table::{self, ResourceDef, Subresource};
 use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::request_info::{Query, RequestInfo};
@@ -599,24 +600,11 @@ fn delete_options(body: &[u8], query: &Query) -> Result<Value, ApiError> {
 /// The `autoscaling/v1` Scale of a workload.
 fn scale_of(r: &ResourceDef, obj: &Value) -> Value {
     let meta = &obj["metadata"];
+    let selector = &obj["spec"]["selector"];
     let selector = if r.plural == "replicationcontrollers" {
-        let mut parts: Vec<String> = obj["spec"]["selector"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect();
-        parts.sort();
-        parts.join(",")
+        printers::label_map_string(selector)
     } else {
-        let mut parts: Vec<String> = obj["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect();
-        parts.sort();
-        parts.join(",")
+        printers::selector_string(selector)
     };
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",

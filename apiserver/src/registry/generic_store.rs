@@ -116,6 +116,31 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj["metadata"][field].as_str().filter(|s| !s.is_empty())
 }
 
+/// Puts the URL's namespace on the object (a different one in the body is an error);
+/// cluster-scoped objects carry none.
+fn set_namespace(
+    r: &ResourceDef,
+    obj: &mut Value,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    if !r.namespaced {
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        return Ok(());
+    }
+    let url_ns = namespace.unwrap_or("");
+    match meta_str(obj, "namespace") {
+        Some(ns) if ns != url_ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            obj["metadata"]["namespace"] = json!(url_ns);
+            Ok(())
+        }
+    }
+}
+
 /// Decodes a stored value, setting `metadata.resourceVersion` to its revision.
 pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut obj: Value = serde_json::from_slice(&kv.value)
@@ -277,20 +302,7 @@ impl GenericStore {
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
-        // Namespace: taken from the URL; a different one in the body is an error.
-        if r.namespaced {
-            let url_ns = namespace.unwrap_or("");
-            match meta_str(&obj, "namespace") {
-                Some(ns) if ns != url_ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => obj["metadata"]["namespace"] = json!(url_ns),
-            }
-        } else if let Some(meta) = obj["metadata"].as_object_mut() {
-            meta.remove("namespace");
-        }
+        set_namespace(r, &mut obj, namespace)?;
         if meta_str(&obj, "name").is_none()
             && let Some(prefix) = meta_str(&obj, "generateName")
         {
@@ -587,17 +599,7 @@ impl GenericStore {
             }
             _ => new["metadata"]["name"] = json!(name),
         }
-        if r.namespaced {
-            let url_ns = namespace.unwrap_or("");
-            match meta_str(&new, "namespace") {
-                Some(ns) if ns != url_ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => new["metadata"]["namespace"] = json!(url_ns),
-            }
-        }
+        set_namespace(r, &mut new, namespace)?;
         // System fields the client cannot change.
         for field in [
             "uid",

@@ -147,8 +147,8 @@ fn or_none(v: &str) -> String {
     }
 }
 
-/// `k=v,k2=v2` sorted, or `<none>`.
-fn format_labels(map: &Value) -> String {
+/// A label map as a selector string: `k=v,k2=v2` sorted (`""` for empty).
+pub fn label_map_string(map: &Value) -> String {
     let mut parts: Vec<String> = map
         .as_object()
         .into_iter()
@@ -156,11 +156,16 @@ fn format_labels(map: &Value) -> String {
         .map(|(k, v)| format!("{k}={}", s(v)))
         .collect();
     parts.sort();
-    or_none(&parts.join(","))
+    parts.join(",")
+}
+
+/// `k=v,k2=v2` sorted, or `<none>`.
+fn format_labels(map: &Value) -> String {
+    or_none(&label_map_string(map))
 }
 
 /// A LabelSelector as a selector string (`""` for empty).
-fn selector_string(sel: &Value) -> String {
+pub fn selector_string(sel: &Value) -> String {
     let mut reqs: Vec<(String, String)> = Vec::new();
     for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
         reqs.push((k.clone(), format!("{k}={}", s(v))));
