@@ -722,3 +722,152 @@ fn requests_without_a_client_certificate_are_unauthorized() {
         .ok();
     assert!(ok.contains("readyz check passed"), "{ok}");
 }
+
+#[test]
+fn every_create_generator_works_and_prints_real_columns() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let ns = format!("gen{}", v.replace('.', ""));
+        cluster.kubectl(v, &["create", "namespace", &ns]).ok();
+        let n = |args: &[&str]| {
+            let mut all = vec!["-n", ns.as_str(), "create"];
+            all.extend_from_slice(args);
+            cluster.kubectl(v, &all).ok().trim().to_owned()
+        };
+        assert_eq!(
+            n(&["role", "reader", "--verb=get,list", "--resource=pods"]),
+            "role.rbac.authorization.k8s.io/reader created"
+        );
+        assert_eq!(
+            n(&[
+                "rolebinding",
+                "rb",
+                "--role=reader",
+                "--user=alice",
+                "--serviceaccount=default:sa"
+            ]),
+            "rolebinding.rbac.authorization.k8s.io/rb created"
+        );
+        assert_eq!(
+            n(&["quota", "q", "--hard=pods=10,cpu=2,limits.memory=1Gi"]),
+            "resourcequota/q created"
+        );
+        assert_eq!(
+            n(&["pdb", "p", "--selector=app=web", "--min-available=1"]),
+            "poddisruptionbudget.policy/p created"
+        );
+        assert_eq!(
+            n(&["ingress", "ing", "--rule=foo.com/bar=svc:80"]),
+            "ingress.networking.k8s.io/ing created"
+        );
+        assert_eq!(n(&["serviceaccount", "sa"]), "serviceaccount/sa created");
+        assert_eq!(n(&["job", "j", "--image=busybox"]), "job.batch/j created");
+        assert_eq!(
+            n(&["cronjob", "cj", "--image=busybox", "--schedule=*/5 * * * *"]),
+            "cronjob.batch/cj created"
+        );
+        assert_eq!(
+            n(&["service", "clusterip", "s", "--tcp=80:8080"]),
+            "service/s created"
+        );
+        let cluster_scoped = format!("c{}", v.replace('.', ""));
+        assert_eq!(
+            cluster
+                .kubectl(
+                    v,
+                    &[
+                        "create",
+                        "clusterrole",
+                        &cluster_scoped,
+                        "--verb=get",
+                        "--resource=nodes"
+                    ]
+                )
+                .ok()
+                .trim(),
+            format!("clusterrole.rbac.authorization.k8s.io/{cluster_scoped} created")
+        );
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "create",
+                    "clusterrolebinding",
+                    &cluster_scoped,
+                    &format!("--clusterrole={cluster_scoped}"),
+                    "--group=devs",
+                ],
+            )
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &["create", "priorityclass", &cluster_scoped, "--value=1000"],
+            )
+            .ok();
+
+        let get = |args: &[&str]| {
+            let mut all = vec!["-n", ns.as_str(), "get"];
+            all.extend_from_slice(args);
+            table_rows(&cluster.kubectl(v, &all).ok())
+        };
+        let rb = get(&["rolebinding", "rb", "-o", "wide"]);
+        assert_eq!(
+            rb[0],
+            ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+        );
+        assert_eq!(
+            (rb[1][1].as_str(), rb[1][3].as_str(), rb[1][4].as_str()),
+            ("Role/reader", "alice", "default/sa")
+        );
+        let quota = get(&["quota", "q"]);
+        assert_eq!(quota[0], ["NAME", "AGE", "REQUEST", "LIMIT"]);
+        assert_eq!(
+            quota[1][2..],
+            ["cpu:", "0/2,", "pods:", "0/10", "limits.memory:", "0/1Gi"]
+        );
+        let pdb = get(&["pdb", "p"]);
+        assert_eq!(pdb[1][..4], ["p", "1", "N/A", "0"]);
+        let ing = get(&["ingress", "ing"]);
+        assert_eq!(
+            ing[0],
+            ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+        );
+        assert_eq!(ing[1][..3], ["ing", "<none>", "foo.com"]);
+        let job = cluster.kubectl(v, &["-n", &ns, "get", "job", "j", "-o", "jsonpath={.spec.selector.matchLabels} {.spec.template.metadata.labels.job-name}"]).ok();
+        assert!(
+            job.starts_with(r#"{"batch.kubernetes.io/controller-uid":"#) && job.ends_with(" j"),
+            "{job}"
+        );
+        let pc = table_rows(
+            &cluster
+                .kubectl(v, &["get", "priorityclass", &cluster_scoped])
+                .ok(),
+        );
+        assert_eq!(
+            pc[0],
+            ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+        );
+        assert_eq!(
+            (pc[1][1].as_str(), pc[1][4].as_str()),
+            ("1000", "PreemptLowerPriority")
+        );
+        // A binding's role cannot be swapped.
+        let err = cluster
+            .kubectl(
+                v,
+                &[
+                    "-n",
+                    &ns,
+                    "patch",
+                    "rolebinding",
+                    "rb",
+                    "--type=merge",
+                    "-p",
+                    r#"{"roleRef":{"name":"other"}}"#,
+                ],
+            )
+            .fails();
+        assert!(err.contains("roleRef"), "{err}");
+    }
+}

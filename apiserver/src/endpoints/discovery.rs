@@ -232,7 +232,22 @@ mod tests {
             .collect();
         assert_eq!(
             groups,
-            ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]
+            [
+                "apps",
+                "batch",
+                "certificates.k8s.io",
+                "networking.k8s.io",
+                "policy",
+                "rbac.authorization.k8s.io",
+                "storage.k8s.io",
+                "admissionregistration.k8s.io",
+                "apiextensions.k8s.io",
+                "scheduling.k8s.io",
+                "coordination.k8s.io",
+                "node.k8s.io",
+                "discovery.k8s.io",
+                "flowcontrol.apiserver.k8s.io",
+            ]
         );
         let core = aggregated(true, "v2");
         assert!(core["items"][0]["metadata"].get("name").is_none());

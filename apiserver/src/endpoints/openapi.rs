@@ -131,7 +131,8 @@ fn add_markers(name: &str, schema: &mut Value) {
 fn wrap_refs(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if map.len() > 1 && map.contains_key("$ref") {
+            // Only a string `$ref` is a reference: JSONSchemaProps has a *property* named `$ref`.
+            if map.len() > 1 && map.get("$ref").is_some_and(Value::is_string) {
                 let r = map.remove("$ref").expect("checked");
                 map.insert("allOf".into(), json!([{"$ref": r}]));
             }
@@ -357,6 +358,15 @@ mod tests {
         );
         let template = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["template"];
         assert!(template["allOf"][0]["$ref"].is_string(), "{template}");
+    }
+
+    #[test]
+    fn a_property_named_ref_is_not_a_reference() {
+        let doc = apps();
+        let props = &doc["components"]["schemas"]["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]
+            ["properties"];
+        assert_eq!(props["$ref"]["type"], "string", "{}", props["$ref"]);
+        assert_eq!(props["allOf"]["type"], "array", "{}", props["allOf"]);
     }
 
     #[test]

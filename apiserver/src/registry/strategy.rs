@@ -49,3 +49,12 @@ pub trait Strategy: Send + Sync {
 pub struct PlainStrategy;
 
 impl Strategy for PlainStrategy {}
+
+/// The strategy of resources with no special rules but a status the main endpoint keeps.
+pub struct StatusStrategy;
+
+impl Strategy for StatusStrategy {
+    fn has_status(&self) -> bool {
+        true
+    }
+}

@@ -1,6 +1,7 @@
 //! The strategies of the built-in resources. Each supplies only hooks (defaults, validation,
 //! status and generation rules, field selectors); the generic store does everything else.
 
+pub mod cluster_policy;
 pub mod pod_spec;
 
 use serde_json::{Value, json};
@@ -9,7 +10,7 @@ use crate::endpoints::status_error::FieldError;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::{NameRule, immutable, validate_labels};
 
-fn set_default(obj: &mut Value, key: &str, value: Value) {
+pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {
     if let Some(map) = obj.as_object_mut()
         && map
             .get(key)
@@ -248,6 +249,9 @@ impl Strategy for WorkloadStrategy {
         if let Some(map) = obj.as_object_mut() {
             map.remove("status");
         }
+        if self.kind == WorkloadKind::Job && obj["spec"]["manualSelector"] != json!(true) {
+            generate_job_selector(obj);
+        }
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
@@ -317,6 +321,28 @@ impl Strategy for WorkloadStrategy {
             errs.extend(immutable(new, old, "/spec/selector", "spec.selector"));
         }
         errs
+    }
+}
+
+/// A Job without `manualSelector` selects its pods by its own uid, and its template carries
+/// the matching labels (the real server generates both on create).
+fn generate_job_selector(obj: &mut Value) {
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let template = &mut obj["spec"]["template"];
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    set_default(&mut template["metadata"], "labels", json!({}));
+    let labels = &mut template["metadata"]["labels"];
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[k] = json!(v);
     }
 }
 

@@ -1,5 +1,11 @@
 //! Server-side printing: the Table columns and cells of each resource, as the real API
-//! server's printers compute them (`kubectl get` shows these).
+//! server's printers compute them (`kubectl get` shows these). Core and workload kinds live
+//! here; other API groups have a file each.
+
+pub mod cluster;
+pub mod networking;
+pub mod rbac;
+pub mod storage;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -26,12 +32,12 @@ pub struct Printer {
     pub cells: fn(&Value, Timestamp) -> Vec<Value>,
 }
 
-const D_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-const D_AGE: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const D_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+pub(crate) const D_AGE: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 const D_CONTAINERS: &str = "Names of each container in the template.";
 const D_IMAGES: &str = "Images referenced by each container in the template.";
 
-const fn col(
+pub(crate) const fn col(
     name: &'static str,
     ty: &'static str,
     description: &'static str,
@@ -45,16 +51,16 @@ const fn col(
         priority,
     }
 }
-const NAME: Column = Column {
+pub(crate) const NAME: Column = Column {
     name: "Name",
     ty: "string",
     format: "name",
     description: D_NAME,
     priority: 0,
 };
-const AGE: Column = col("Age", "string", D_AGE, 0);
-const CONTAINERS: Column = col("Containers", "string", D_CONTAINERS, 1);
-const IMAGES: Column = col("Images", "string", D_IMAGES, 1);
+pub(crate) const AGE: Column = col("Age", "string", D_AGE, 0);
+pub(crate) const CONTAINERS: Column = col("Containers", "string", D_CONTAINERS, 1);
+pub(crate) const IMAGES: Column = col("Images", "string", D_IMAGES, 1);
 
 /// `HumanDuration` of apimachinery: "5m10s", "3h5m", "2d3h", "<invalid>".
 pub fn human_duration(seconds: i64) -> String {
@@ -116,30 +122,30 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 /// Time since an RFC 3339 timestamp, or `<unknown>`.
-fn since(value: &Value, now: Timestamp) -> String {
+pub(crate) fn since(value: &Value, now: Timestamp) -> String {
     match value.as_str().and_then(|s| s.parse::<Timestamp>().ok()) {
         Some(t) => human_duration(now.duration_since(t).as_secs()),
         None => "<unknown>".into(),
     }
 }
 
-fn age(obj: &Value, now: Timestamp) -> Value {
+pub(crate) fn age(obj: &Value, now: Timestamp) -> Value {
     json!(since(&obj["metadata"]["creationTimestamp"], now))
 }
 
-fn name(obj: &Value) -> Value {
+pub(crate) fn name(obj: &Value) -> Value {
     obj["metadata"]["name"].clone()
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn int(v: &Value) -> i64 {
+pub(crate) fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-fn or_none(v: &str) -> String {
+pub(crate) fn or_none(v: &str) -> String {
     if v.is_empty() {
         "<none>".into()
     } else {
@@ -160,7 +166,7 @@ pub fn label_map_string(map: &Value) -> String {
 }
 
 /// `k=v,k2=v2` sorted, or `<none>`.
-fn format_labels(map: &Value) -> String {
+pub(crate) fn format_labels(map: &Value) -> String {
     or_none(&label_map_string(map))
 }
 
@@ -195,11 +201,11 @@ pub fn selector_string(sel: &Value) -> String {
         .join(",")
 }
 
-fn format_selector(sel: &Value) -> String {
+pub(crate) fn format_selector(sel: &Value) -> String {
     or_none(&selector_string(sel))
 }
 
-fn containers_and_images(pod_spec: &Value) -> (Value, Value) {
+pub(crate) fn containers_and_images(pod_spec: &Value) -> (Value, Value) {
     let cs: Vec<&Value> = pod_spec["containers"]
         .as_array()
         .into_iter()
