@@ -871,3 +871,48 @@ fn every_create_generator_works_and_prints_real_columns() {
         assert!(err.contains("roleRef"), "{err}");
     }
 }
+
+#[test]
+fn auth_can_i_and_whoami_answer_truthfully() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        assert_eq!(
+            cluster
+                .kubectl(v, &["auth", "can-i", "create", "pods"])
+                .ok()
+                .trim(),
+            "yes"
+        );
+        assert_eq!(
+            cluster
+                .kubectl(v, &["auth", "can-i", "get", "/healthz"])
+                .ok()
+                .trim(),
+            "yes"
+        );
+        let list = table_rows(&cluster.kubectl(v, &["auth", "can-i", "--list"]).ok());
+        assert_eq!(
+            list[0],
+            [
+                "Resources",
+                "Non-Resource",
+                "URLs",
+                "Resource",
+                "Names",
+                "Verbs"
+            ]
+        );
+        assert!(
+            list.iter()
+                .any(|r| r[0] == "*.*" && r.last().map(String::as_str) == Some("[*]")),
+            "{list:?}"
+        );
+        let whoami = table_rows(&cluster.kubectl(v, &["auth", "whoami"]).ok());
+        assert_eq!(whoami[0], ["ATTRIBUTE", "VALUE"]);
+        assert_eq!(whoami[1], ["Username", "kubernetes-admin"]);
+        assert_eq!(
+            whoami[2],
+            ["Groups", "[system:masters", "system:authenticated]"]
+        );
+    }
+}

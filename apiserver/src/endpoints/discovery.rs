@@ -234,6 +234,8 @@ mod tests {
             groups,
             [
                 "apps",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "batch",
                 "certificates.k8s.io",
                 "networking.k8s.io",

@@ -117,16 +117,20 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if user.is_none() {
+    let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
-    }
-    match route(&server, req).await {
+    };
+    match route(&server, req, &user).await {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
     }
 }
 
-async fn route<B>(server: &Arc<ApiServer>, req: Request<B>) -> Result<Response<Body>, ApiError>
+async fn route<B>(
+    server: &Arc<ApiServer>,
+    req: Request<B>,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -158,7 +162,39 @@ where
     }
     let resource = resource_table::lookup(&info.group, &info.version, &info.resource)
         .ok_or_else(ApiError::path_not_found)?;
+    if let Some(review) = resource.review {
+        return review_request(resource, review, &info, user, req).await;
+    }
     resource_request(server, resource, info, query, req).await
+}
+
+/// A review: decoded, answered for the caller, never stored.
+async fn review_request<B>(
+    r: &ResourceDef,
+    review: crate::registry::reviews::Review,
+    info: &RequestInfo,
+    user: &UserInfo,
+    req: Request<B>,
+) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if info.verb != "create" || info.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            r.plural
+        )));
+    }
+    let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
+    let format = negotiation::body_format(content_type.as_deref())?;
+    let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+    let mut typed = (r.types.round_trip)(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", r.kind)))?;
+    typed["apiVersion"] = json!(r.api_version());
+    typed["kind"] = json!(r.kind);
+    let answer = review.answer(user, typed, info.namespace.as_deref())?;
+    Ok(json_value(StatusCode::CREATED, &answer))
 }
 
 fn discovery_path(path: &str) -> Option<Value> {

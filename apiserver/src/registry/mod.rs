@@ -6,6 +6,7 @@ pub mod generic_store;
 pub mod printers;
 pub mod resource_table;
 pub mod resources;
+pub mod reviews;
 pub mod selectors;
 pub mod strategy;
 pub mod validation;

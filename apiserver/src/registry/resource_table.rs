@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, certificates, coordination, core, discovery, flowcontrol,
-    networking, node, policy, rbac, scheduling, storage,
+    admissionregistration, apps, authentication, authorization, batch, certificates, coordination,
+    core, discovery, flowcontrol, networking, node, policy, rbac, scheduling, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -24,6 +24,7 @@ use crate::registry::resources::{
     DataStrategy, EndpointSliceStrategy, EventStrategy, NamespaceStrategy, NodeStrategy,
     PodStrategy, ServiceStrategy, WorkloadKind, WorkloadStrategy,
 };
+use crate::registry::reviews::Review;
 use crate::registry::strategy::{PlainStrategy, StatusStrategy, Strategy};
 
 /// What a subresource is.
@@ -84,6 +85,8 @@ pub struct ResourceDef {
     pub strategy: Box<dyn Strategy>,
     pub printer: &'static Printer,
     pub types: TypeHooks,
+    /// Create-only resources answered on the spot and never stored.
+    pub review: Option<Review>,
 }
 
 impl ResourceDef {
@@ -120,7 +123,9 @@ impl ResourceDef {
 
     /// Verbs of the main resource, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.plural == "namespaces" {
+        if self.review.is_some() {
+            &["create"]
+        } else if self.plural == "namespaces" {
             &[
                 "create", "delete", "get", "list", "patch", "update", "watch",
             ]
@@ -166,6 +171,34 @@ fn def(
         strategy,
         printer,
         types,
+        review: None,
+    }
+}
+
+fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    which: Review,
+    types: TypeHooks,
+) -> ResourceDef {
+    let plain = Box::new(PlainStrategy);
+    ResourceDef {
+        review: Some(which),
+        ..def(
+            group,
+            "v1",
+            kind,
+            plural,
+            namespaced,
+            NONE,
+            NONE,
+            NO_SUBRESOURCES,
+            plain,
+            &printers::DEFAULT,
+            types,
+        )
     }
 }
 
@@ -446,6 +479,54 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             Box::new(PlainStrategy),
             &cluster::CONTROLLERREVISIONS,
             hooks::<apps::v1::ControllerRevision>(),
+        ),
+        review(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+            Review::SelfSubject,
+            hooks::<authentication::v1::SelfSubjectReview>(),
+        ),
+        review(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            false,
+            Review::Token,
+            hooks::<authentication::v1::TokenReview>(),
+        ),
+        review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+            Review::LocalSubjectAccess,
+            hooks::<authorization::v1::LocalSubjectAccessReview>(),
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            Review::SelfSubjectAccess,
+            hooks::<authorization::v1::SelfSubjectAccessReview>(),
+        ),
+        review(
+            "authorization.k8s.io",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+            Review::SelfSubjectRules,
+            hooks::<authorization::v1::SelfSubjectRulesReview>(),
+        ),
+        review(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            Review::SubjectAccess,
+            hooks::<authorization::v1::SubjectAccessReview>(),
         ),
         def(
             "batch",
