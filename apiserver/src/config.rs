@@ -2,6 +2,7 @@
 //! data dir (PKI, admin kubeconfig, storage, the initial namespaces) and the run loop.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tracing::info;
 use crate::endpoints::{ApiServer, openapi::OpenApiDocs};
 use crate::registry::generic_store::{GenericStore, WriteOptions};
 use crate::registry::resource_table;
+use crate::registry::service_ips::{Cidr, ServiceAllocator, parse_port_range};
 use crate::registry::watch_cache::WatchCache;
 
 /// A Kubernetes API server on an embedded, crash-safe store.
@@ -52,6 +54,12 @@ pub struct Flags {
     /// Server-side end of watches that set no timeoutSeconds.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub min_request_timeout: Duration,
+    /// The range Service ClusterIPs come from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: Cidr,
+    /// The range Service NodePorts come from.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: RangeInclusive<u16>,
     /// Where to write the admin kubeconfig (default: <data-dir>/admin.kubeconfig).
     #[arg(long)]
     pub admin_kubeconfig: Option<PathBuf>,
@@ -84,6 +92,67 @@ async fn bootstrap_namespaces(store: &GenericStore) -> Result<()> {
             Err(e) if e.code == 409 => {}
             Err(e) => bail!("creating namespace {name}: {}", e.message),
         }
+    }
+    Ok(())
+}
+
+/// The `kubernetes` Service in `default`, on the range's first IP, with Endpoints and an
+/// EndpointSlice pointing at this apiserver.
+async fn bootstrap_kubernetes_service(
+    store: &GenericStore,
+    ips: &ServiceAllocator,
+    address: IpAddr,
+    port: u16,
+) -> Result<()> {
+    let lookup = |g, p| resource_table::lookup(g, "v1", p).expect("served");
+    let (services, endpoints, slices) = (
+        lookup("", "services"),
+        lookup("", "endpoints"),
+        lookup("discovery.k8s.io", "endpointslices"),
+    );
+    let opts = WriteOptions::default();
+    let fail = |e: crate::endpoints::status_error::ApiError| anyhow::anyhow!(e.message);
+    if store
+        .get(services, Some("default"), "kubernetes")
+        .await
+        .is_err()
+    {
+        let mut svc = json!({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ips.cidr.first().to_string(), "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+        });
+        ips.allocate("default", &mut svc).await.map_err(fail)?;
+        store
+            .create(services, Some("default"), svc, &opts)
+            .await
+            .map_err(fail)?;
+        info!(ip = %ips.cidr.first(), "created the kubernetes service");
+    }
+    let ep = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address.to_string()}],
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes",
+                                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    for (r, body) in [(endpoints, ep), (slices, slice)] {
+        // The address and port follow this run's flags.
+        let _ = store
+            .delete(r, Some("default"), "kubernetes", &json!({}), false)
+            .await;
+        store
+            .create(r, Some("default"), body, &opts)
+            .await
+            .map_err(fail)?;
     }
     Ok(())
 }
@@ -140,6 +209,7 @@ pub async fn run(flags: Flags) -> Result<()> {
     let storage: Arc<dyn Storage> =
         Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
     let _compactor = spawn_periodic_compaction(storage.clone(), flags.etcd_compaction_interval);
+    let storage_for_ranges = storage.clone();
     let store = GenericStore::new(storage.clone());
     bootstrap_namespaces(&store).await?;
     let prefixes: Vec<String> = resource_table::RESOURCES
@@ -150,8 +220,25 @@ pub async fn run(flags: Flags) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let store = store.with_watch_cache(cache);
+    let service_ips = ServiceAllocator::new(
+        store.clone(),
+        storage_for_ranges,
+        flags.service_cluster_ip_range,
+        flags.service_node_port_range.clone(),
+    );
+    let services = resource_table::lookup("", "v1", "services").expect("services are served");
+    service_ips
+        .repair(services)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let advertise = match local.ip() {
+        ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    bootstrap_kubernetes_service(&store, &service_ips, advertise, local.port()).await?;
     let server = Arc::new(ApiServer {
         store,
+        service_ips,
         openapi: OpenApiDocs::build(),
         default_watch_timeout: flags.min_request_timeout,
     });

@@ -916,3 +916,99 @@ fn auth_can_i_and_whoami_answer_truthfully() {
         );
     }
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_never_twice() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    let k = table_rows(&cluster.kubectl(v, &["get", "svc", "kubernetes"]).ok());
+    assert_eq!(
+        k[1][..5],
+        ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
+    );
+    let ep = table_rows(&cluster.kubectl(v, &["get", "endpoints", "kubernetes"]).ok());
+    assert!(ep[1][1].starts_with("127.0.0.1:"), "{ep:?}");
+
+    cluster
+        .kubectl(v, &["create", "service", "clusterip", "a", "--tcp=80:8080"])
+        .ok();
+    let ip = cluster
+        .kubectl(v, &["get", "svc", "a", "-o", "jsonpath={.spec.clusterIP}"])
+        .ok();
+    assert!(ip.starts_with("10.") && ip != "10.96.0.1", "{ip}");
+    let families = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "svc",
+                "a",
+                "-o",
+                "jsonpath={.spec.ipFamilies} {.spec.ipFamilyPolicy}",
+            ],
+        )
+        .ok();
+    assert_eq!(families, r#"["IPv4"] SingleStack"#);
+    cluster
+        .kubectl(
+            v,
+            &[
+                "create",
+                "service",
+                "nodeport",
+                "np",
+                "--tcp=80:8080",
+                "--node-port=30080",
+            ],
+        )
+        .ok();
+    let err = cluster
+        .kubectl(
+            v,
+            &[
+                "create",
+                "service",
+                "nodeport",
+                "np2",
+                "--tcp=80:8080",
+                "--node-port=30080",
+            ],
+        )
+        .fails();
+    assert!(err.contains("provided port is already allocated"), "{err}");
+
+    // After a restart the reservations still hold; a deleted Service's IP is free again.
+    let dir = cluster.kill();
+    let cluster = TestCluster::start_in(dir, &[]).unwrap();
+    let taken = write(
+        &cluster,
+        "taken.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+        ),
+    );
+    let err = cluster.kubectl(v, &["create", "-f", &taken]).fails();
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    cluster.kubectl(v, &["delete", "svc", "a"]).ok();
+    assert_eq!(
+        cluster.kubectl(v, &["create", "-f", &taken]).ok().trim(),
+        "service/b created"
+    );
+    assert_eq!(
+        cluster
+            .kubectl(v, &["get", "svc", "b", "-o", "jsonpath={.spec.clusterIP}"])
+            .ok(),
+        ip
+    );
+    let out_of_range = write(
+        &cluster,
+        "far.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: c\nspec:\n  clusterIP: 192.168.1.1\n  ports:\n  - port: 80\n",
+    );
+    assert!(
+        cluster
+            .kubectl(v, &["create", "-f", &out_of_range])
+            .fails()
+            .contains("not in the valid range")
+    );
+}

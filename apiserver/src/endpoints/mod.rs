@@ -42,6 +42,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Shared state of the endpoints.
 pub struct ApiServer {
     pub store: GenericStore,
+    /// ClusterIP and NodePort allocation for Services.
+    pub service_ips: crate::registry::service_ips::ServiceAllocator,
     pub openapi: openapi::OpenApiDocs,
     /// Watches without `timeoutSeconds` end after this long (kubectl `get -w` exits then).
     pub default_watch_timeout: Duration,
@@ -432,7 +434,23 @@ where
             let format = negotiation::body_format(content_type.as_deref())?;
             let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
             ensure_namespace_exists(store, r, ns).await?;
-            let written = store.create(r, ns, body, &opts).await?;
+            let allocates = r.plural == "services" && !opts.dry_run;
+            let mut body = body;
+            if allocates {
+                server
+                    .service_ips
+                    .allocate(ns.unwrap_or(""), &mut body)
+                    .await?;
+            }
+            let written = match store.create(r, ns, body.clone(), &opts).await {
+                Ok(written) => written,
+                Err(e) => {
+                    if allocates {
+                        server.service_ips.release(&body).await;
+                    }
+                    return Err(e);
+                }
+            };
             Ok(encode(
                 StatusCode::CREATED,
                 representation::object(r, written.object, output, include),
@@ -512,6 +530,9 @@ where
                     .as_array()
                     .is_some_and(|d| d.iter().any(|v| v == "All"));
             let (obj, gone) = store.delete(r, namespace, name, &options, dry_run).await?;
+            if gone && !dry_run && r.plural == "services" {
+                server.service_ips.release(&obj).await;
+            }
             let status = if gone {
                 StatusCode::OK
             } else {
@@ -554,7 +575,12 @@ where
                     .delete(r, item_ns.as_deref(), &item_name, &options, dry_run)
                     .await
                 {
-                    Ok((obj, _)) => deleted.push(obj),
+                    Ok((obj, gone)) => {
+                        if gone && !dry_run && r.plural == "services" {
+                            server.service_ips.release(&obj).await;
+                        }
+                        deleted.push(obj)
+                    }
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }

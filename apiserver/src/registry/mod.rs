@@ -8,6 +8,7 @@ pub mod resource_table;
 pub mod resources;
 pub mod reviews;
 pub mod selectors;
+pub mod service_ips;
 pub mod strategy;
 pub mod validation;
 pub mod watch_cache;
