@@ -146,3 +146,52 @@ async fn broken_bodies_paths_and_names_get_status_errors_and_store_nothing() {
         (400, Some("BadRequest"))
     );
 }
+
+#[tokio::test]
+async fn large_responses_are_gzipped_when_the_client_asks() {
+    let cluster = TestCluster::start().unwrap();
+    let client = cluster.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let value = "x".repeat(64 * 1024);
+    for i in 0..4 {
+        let cm: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": format!("big{i}")}, "data": {"v": value}}),
+        )
+        .unwrap();
+        api.create(&Default::default(), &cm).await.unwrap();
+    }
+    let get = |encoding: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/api/v1/namespaces/default/configmaps")
+                .header("accept-encoding", encoding)
+                .body(Vec::new())
+                .unwrap();
+            let resp = client
+                .send(req.map(kube::client::Body::from))
+                .await
+                .unwrap();
+            let gzipped = resp
+                .headers()
+                .get("content-encoding")
+                .is_some_and(|v| v == "gzip");
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (gzipped, bytes)
+        }
+    };
+    let (gzipped, bytes) = get("gzip").await;
+    assert!(gzipped, "a 256 KiB list should be gzipped");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 4);
+    assert!(bytes.len() < text.len() / 10);
+    let (gzipped, bytes) = get("identity").await;
+    assert!(!gzipped);
+    assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+}

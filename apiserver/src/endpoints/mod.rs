@@ -122,9 +122,57 @@ where
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
-    match route(&server, req, &user).await {
+    let gzip = accepts_gzip(req.headers());
+    let resp = match route(&server, req, &user).await {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
+    };
+    if gzip { compress(resp).await } else { resp }
+}
+
+/// Complete responses at least this large are gzipped for clients that accept it (the real
+/// server's threshold); streams are never buffered for it.
+const GZIP_THRESHOLD: u64 = 128 * 1024;
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT_ENCODING).is_some_and(|v| {
+        v.split(',').any(|e| {
+            e.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))
+        })
+    })
+}
+
+async fn compress(resp: Response<Body>) -> Response<Body> {
+    use http_body::Body as _;
+    let size = resp.body().size_hint();
+    let complete = size.exact().is_some_and(|n| n >= GZIP_THRESHOLD);
+    if !complete || resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let compressed = std::io::Write::write_all(&mut encoder, &bytes).and_then(|_| encoder.finish());
+    match compressed {
+        Ok(gz) => {
+            parts
+                .headers
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
+                .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            Response::from_parts(parts, full(gz))
+        }
+        Err(_) => Response::from_parts(parts, full(bytes)),
     }
 }
 
