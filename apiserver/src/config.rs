@@ -241,6 +241,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         service_ips,
         openapi: OpenApiDocs::build(),
         default_watch_timeout: flags.min_request_timeout,
+        metrics: Default::default(),
     });
     info!(address = %local, "serving");
     println!("apiserver listening on {server_url}");

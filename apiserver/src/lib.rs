@@ -10,6 +10,7 @@ pub mod authn;
 pub mod catalog;
 pub mod config;
 pub mod endpoints;
+pub mod metrics;
 pub mod registry;
 pub mod request_info;
 pub mod serve;

@@ -1012,3 +1012,28 @@ fn services_get_cluster_ips_and_node_ports_never_twice() {
             .contains("not in the valid range")
     );
 }
+
+#[test]
+fn metrics_count_requests_by_verb_resource_and_code() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    cluster.kubectl(v, &["get", "namespaces"]).ok();
+    cluster.kubectl(v, &["get", "configmap", "missing"]).fails();
+    let text = cluster.kubectl(v, &["get", "--raw", "/metrics"]).ok();
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="list",resource="namespaces",code="200"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="get",resource="configmaps",code="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("apiserver_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apiserver_current_inflight_requests 1"),
+        "the /metrics request itself is in flight: {text}"
+    );
+}

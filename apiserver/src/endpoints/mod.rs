@@ -47,6 +47,7 @@ pub struct ApiServer {
     pub openapi: openapi::OpenApiDocs,
     /// Watches without `timeoutSeconds` end after this long (kubectl `get -w` exits then).
     pub default_watch_timeout: Duration,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -123,10 +124,22 @@ where
         return error_response(&ApiError::unauthorized());
     };
     let gzip = accepts_gzip(req.headers());
+    let info = RequestInfo::parse(
+        req.method(),
+        req.uri().path(),
+        &Query::parse(req.uri().query()),
+    );
+    let resource = if info.is_resource {
+        info.resource.as_str()
+    } else {
+        ""
+    };
+    let timer = server.metrics.start(&info.verb, resource);
     let resp = match route(&server, req, &user).await {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
     };
+    timer.finish(resp.status().as_u16());
     if gzip { compress(resp).await } else { resp }
 }
 
@@ -194,6 +207,16 @@ where
         match trimmed {
             "/version" => return Ok(json_value(StatusCode::OK, &crate::version::info())),
             "/healthz" | "/livez" | "/readyz" => return Ok(health(trimmed, &query)),
+            "/metrics" => {
+                let mut resp = text_response(StatusCode::OK, server.metrics.encode());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                return Ok(resp);
+            }
             "/api" => return Ok(discovery_response(accept.as_deref(), true)),
             "/apis" => return Ok(discovery_response(accept.as_deref(), false)),
             "/openapi/v3" => return Ok(json_value(StatusCode::OK, &server.openapi.index())),

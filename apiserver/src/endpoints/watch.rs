@@ -91,7 +91,9 @@ pub async fn serve_watch(
     let start_revision = from.unwrap_or(0);
 
     let (tx, rx) = mpsc::channel::<Bytes>(CLIENT_BACKLOG);
+    let server = server.clone();
     tokio::spawn(async move {
+        let _open = server.metrics.watch_opened(r.plural);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);

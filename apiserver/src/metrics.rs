@@ -1,0 +1,184 @@
+//! The apiserver's Prometheus metrics (prometheus-client), served at `/metrics`: requests by
+//! verb, resource and code, their latency, requests in flight, open watches per resource.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub verb: String,
+    pub resource: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: String,
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: String,
+}
+
+type LatencyFamily = Family<VerbLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    inflight: Gauge,
+    watches: Family<ResourceLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~40 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let inflight = Gauge::default();
+        let watches = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "apiserver_request",
+            "Requests by verb, resource and HTTP code",
+            requests.clone(),
+        );
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Time to answer a request (to the start of the body for watches)",
+            latency.clone(),
+        );
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Requests being served",
+            inflight.clone(),
+        );
+        registry.register(
+            "apiserver_registered_watchers",
+            "Open watches by resource",
+            watches.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            inflight,
+            watches,
+        }
+    }
+}
+
+/// Tracks one request from start to answer.
+pub struct RequestTimer<'a> {
+    metrics: &'a Metrics,
+    verb: String,
+    resource: String,
+    start: Instant,
+}
+
+impl Metrics {
+    pub fn start(&self, verb: &str, resource: &str) -> RequestTimer<'_> {
+        self.inflight.inc();
+        RequestTimer {
+            metrics: self,
+            verb: verb.to_owned(),
+            resource: resource.to_owned(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts an open watch until the guard drops.
+    pub fn watch_opened(&self, resource: &str) -> WatchGuard {
+        let gauge = self
+            .watches
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_owned(),
+            })
+            .clone();
+        gauge.inc();
+        WatchGuard(gauge)
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+impl RequestTimer<'_> {
+    pub fn finish(self, code: u16) {
+        let RequestTimer {
+            metrics,
+            verb,
+            resource,
+            start,
+        } = self;
+        metrics.inflight.dec();
+        metrics
+            .latency
+            .get_or_create(&VerbLabels {
+                verb: verb.clone(),
+                resource: resource.clone(),
+            })
+            .observe(start.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                verb,
+                resource,
+                code: code.to_string(),
+            })
+            .inc();
+    }
+}
+
+pub struct WatchGuard(Gauge);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_watches_show_up_in_the_exposition() {
+        let m = Metrics::default();
+        m.start("list", "pods").finish(200);
+        m.start("get", "pods").finish(404);
+        let guard = m.watch_opened("configmaps");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"apiserver_request_total{verb="list",resource="pods",code="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"apiserver_request_total{verb="get",resource="pods",code="404"} 1"#)
+        );
+        assert!(text.contains(r#"apiserver_registered_watchers{resource="configmaps"} 1"#));
+        assert!(text.contains("apiserver_current_inflight_requests 0"));
+        drop(guard);
+        assert!(
+            m.encode()
+                .contains(r#"apiserver_registered_watchers{resource="configmaps"} 0"#)
+        );
+    }
+}
