@@ -121,29 +121,34 @@ impl Metrics {
 }
 
 impl RequestTimer<'_> {
-    pub fn finish(self, code: u16) {
+    /// Records the answer; returns how long the request took.
+    pub fn finish(self, code: u16) -> std::time::Duration {
         let RequestTimer {
             metrics,
             verb,
             resource,
             start,
         } = self;
+        let elapsed = start.elapsed();
         metrics.inflight.dec();
+        let latency = VerbLabels {
+            verb: verb.clone(),
+            resource: resource.clone(),
+        };
         metrics
             .latency
-            .get_or_create(&VerbLabels {
-                verb: verb.clone(),
-                resource: resource.clone(),
-            })
-            .observe(start.elapsed().as_secs_f64());
+            .get_or_create(&latency)
+            .observe(elapsed.as_secs_f64());
+        let code = code.to_string();
         metrics
             .requests
             .get_or_create(&RequestLabels {
                 verb,
                 resource,
-                code: code.to_string(),
+                code,
             })
             .inc();
+        elapsed
     }
 }
 

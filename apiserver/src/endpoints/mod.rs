@@ -139,7 +139,18 @@ where
         Ok(resp) => resp,
         Err(err) => error_response(&err),
     };
-    timer.finish(resp.status().as_u16());
+    let elapsed = timer.finish(resp.status().as_u16());
+    tracing::debug!(
+        verb = %info.verb,
+        resource = %info.resource,
+        namespace = info.namespace.as_deref().unwrap_or(""),
+        name = info.name.as_deref().unwrap_or(""),
+        path = %info.path,
+        user = %user.name,
+        code = resp.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     if gzip { compress(resp).await } else { resp }
 }
 
