@@ -116,6 +116,16 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj["metadata"][field].as_str().filter(|s| !s.is_empty())
 }
 
+/// The conflict answered when concurrent writers kept winning every retry.
+fn retries_exhausted(r: &ResourceDef, name: &str) -> ApiError {
+    ApiError::conflict(
+        r.plural,
+        r.group,
+        name,
+        "too many concurrent updates; try again",
+    )
+}
+
 /// Puts the URL's namespace on the object (a different one in the body is an error);
 /// cluster-scoped objects carry none.
 fn set_namespace(
@@ -567,12 +577,7 @@ impl GenericStore {
                 Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
             }
         }
-        Err(ApiError::conflict(
-            r.plural,
-            r.group,
-            name,
-            "too many concurrent updates; try again",
-        ))
+        Err(retries_exhausted(r, name))
     }
 
     #[allow(clippy::too_many_arguments)] // reason: every input of one update step, named
@@ -755,12 +760,7 @@ impl GenericStore {
                 Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
             }
         }
-        Err(ApiError::conflict(
-            r.plural,
-            r.group,
-            name,
-            "too many concurrent updates; try again",
-        ))
+        Err(retries_exhausted(r, name))
     }
 
     /// Watches a resource from `from` (exclusive); `None` first sends the current state as

@@ -170,6 +170,21 @@ pub(crate) fn format_labels(map: &Value) -> String {
     or_none(&label_map_string(map))
 }
 
+/// The IPs (else host names) of `status.loadBalancer.ingress`.
+pub(crate) fn load_balancer_addresses(status: &Value) -> Vec<&str> {
+    status["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            i["ip"]
+                .as_str()
+                .filter(|x| !x.is_empty())
+                .unwrap_or(s(&i["hostname"]))
+        })
+        .collect()
+}
+
 /// A LabelSelector as a selector string (`""` for empty).
 pub fn selector_string(sel: &Value) -> String {
     let mut reqs: Vec<(String, String)> = Vec::new();
@@ -530,17 +545,7 @@ fn service_cells(o: &Value, now: Timestamp) -> Vec<Value> {
     let external_ip = match ty {
         "ClusterIP" | "NodePort" => or_none(&external.join(",")),
         "LoadBalancer" => {
-            let mut lb: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|i| {
-                    i["ip"]
-                        .as_str()
-                        .filter(|x| !x.is_empty())
-                        .unwrap_or(s(&i["hostname"]))
-                })
-                .collect();
+            let mut lb = load_balancer_addresses(&o["status"]);
             lb.sort();
             lb.dedup();
             let mut all: Vec<&str> = lb.clone();

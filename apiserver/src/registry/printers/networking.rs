@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{AGE, NAME, Printer, age, col, format_selector, name, s};
+use super::{AGE, NAME, Printer, age, col, format_selector, load_balancer_addresses, name, s};
 
 pub static INGRESSES: Printer = Printer {
     columns: &[
@@ -47,17 +47,7 @@ pub static INGRESSES: Printer = Printer {
         } else {
             hosts.join(",")
         };
-        let address: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| {
-                i["ip"]
-                    .as_str()
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or(s(&i["hostname"]))
-            })
-            .collect();
+        let address = load_balancer_addresses(&o["status"]);
         let ports = if spec["tls"].as_array().is_some_and(|t| !t.is_empty()) {
             "80, 443"
         } else {
