@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-/// The kubectl versions every compat test runs with.
-pub const KUBECTL_VERSIONS: [&str; 2] = ["1.32", "1.33"];
+/// Every kubectl on the machine; the compat tests run with each.
+pub const KUBECTL_VERSIONS: [&str; 7] = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"];
 
 /// A running apiserver with its own data dir.
 pub struct TestCluster {

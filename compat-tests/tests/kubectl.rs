@@ -22,8 +22,12 @@ fn version_reports_the_server_the_types_come_from() {
     let cluster = TestCluster::start().unwrap();
     for v in KUBECTL_VERSIONS {
         let out = cluster.kubectl(v, &["version"]).ok();
-        assert!(out.contains("Server Version: v1.33.0"), "{out}");
-        assert!(out.contains(&format!("Client Version: v{v}")), "{out}");
+        // kubectl 1.27 prints the long `version.Info{...}` form, later ones the short one.
+        assert!(
+            out.contains("Server Version: v1.33.0") || out.contains(r#"GitVersion:"v1.33.0""#),
+            "{out}"
+        );
+        assert!(out.contains(&format!("v{v}.")), "{out}");
     }
 }
 
@@ -404,12 +408,15 @@ fn label_annotate_and_all_three_patch_types() {
                 .trim(),
             format!("deployment.apps/{name} labeled")
         );
-        assert_eq!(
-            cluster
-                .kubectl(v, &["annotate", "deploy", &name, "note=hi"])
-                .ok()
-                .trim(),
-            format!("deployment.apps/{name} annotated")
+        // kubectl 1.27 says "annotate", later ones "annotated".
+        let annotated = cluster
+            .kubectl(v, &["annotate", "deploy", &name, "note=hi"])
+            .ok();
+        assert!(
+            annotated
+                .trim()
+                .starts_with(&format!("deployment.apps/{name} annotate")),
+            "{annotated}"
         );
         cluster
             .kubectl(v, &["label", "deploy", &name, "tier-"])
@@ -613,6 +620,11 @@ fn explain_api_resources_and_api_versions_read_discovery_and_openapi() {
                 "{want} missing from {versions}"
             );
         }
+        let v2: serde_json::Value =
+            serde_json::from_str(&cluster.kubectl(v, &["get", "--raw", "/openapi/v2"]).ok())
+                .unwrap();
+        assert_eq!(v2["swagger"], "2.0");
+        assert!(v2["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
         let all = cluster.kubectl(v, &["get", "all", "-n", "kube-system"]);
         assert!(all.output.status.success(), "{}", all.stderr());
     }
@@ -907,6 +919,11 @@ fn auth_can_i_and_whoami_answer_truthfully() {
                 .any(|r| r[0] == "*.*" && r.last().map(String::as_str) == Some("[*]")),
             "{list:?}"
         );
+        if v == "1.27" {
+            // kubectl 1.27 asks for SelfSubjectReview v1alpha1/v1beta1, which a 1.33 server
+            // no longer serves either.
+            continue;
+        }
         let whoami = table_rows(&cluster.kubectl(v, &["auth", "whoami"]).ok());
         assert_eq!(whoami[0], ["ATTRIBUTE", "VALUE"]);
         assert_eq!(whoami[1], ["Username", "kubernetes-admin"]);

@@ -6,6 +6,7 @@
 pub mod discovery;
 pub mod negotiation;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod representation;
@@ -231,6 +232,24 @@ where
             "/api" => return Ok(discovery_response(accept.as_deref(), true)),
             "/apis" => return Ok(discovery_response(accept.as_deref(), false)),
             "/openapi/v3" => return Ok(json_value(StatusCode::OK, &server.openapi.index())),
+            "/openapi/v2" | "/swagger-2.0.0.pb-v1" => {
+                let wants_protobuf = trimmed != "/openapi/v2"
+                    || accept
+                        .as_deref()
+                        .is_some_and(|a| a.contains(openapi_v2::PROTOBUF_MEDIA_TYPE));
+                let doc = &*openapi_v2::DOCUMENT;
+                return Ok(if wants_protobuf {
+                    // Go's mime parser rejects the `@` of the requested type; the real
+                    // server answers the protobuf as octet-stream.
+                    json_response(
+                        StatusCode::OK,
+                        "application/octet-stream",
+                        doc.protobuf.clone(),
+                    )
+                } else {
+                    json_response(StatusCode::OK, "application/json", doc.json.clone())
+                });
+            }
             _ => {}
         }
         if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {

@@ -34,6 +34,11 @@ static JSON_NAMES: LazyLock<HashMap<String, HashMap<String, String>>> = LazyLock
         .collect()
 });
 
+/// Every schema, by name (`io.k8s.api.core.v1.Pod`), in OpenAPI 3 form.
+pub fn definitions() -> &'static Map<String, Value> {
+    &DEFINITIONS
+}
+
 /// The JSON names of a schema's properties, keyed by normalized name.
 pub fn json_names(schema_lowercase: &str) -> Option<&'static HashMap<String, String>> {
     JSON_NAMES.get(schema_lowercase)
@@ -191,7 +196,8 @@ fn write_params() -> Vec<Value> {
     ]
 }
 
-fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
+/// The collection and item paths of a resource with their operations (OpenAPI 3 form).
+pub(crate) fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
     } else {
