@@ -1054,3 +1054,96 @@ fn metrics_count_requests_by_verb_resource_and_code() {
         "the /metrics request itself is in flight: {text}"
     );
 }
+
+#[test]
+fn autoscalers_and_events_are_served_at_both_versions_over_one_stored_form() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("web{}", v.replace('.', ""));
+        cluster
+            .kubectl(v, &["create", "deployment", &name, "--image=nginx"])
+            .ok();
+        // `kubectl autoscale` posts an autoscaling/v1 object as protobuf.
+        let out = cluster
+            .kubectl(
+                v,
+                &[
+                    "autoscale",
+                    "deploy",
+                    &name,
+                    "--min=2",
+                    "--max=5",
+                    "--cpu-percent=70",
+                ],
+            )
+            .ok();
+        assert_eq!(
+            out.trim(),
+            format!("horizontalpodautoscaler.autoscaling/{name} autoscaled")
+        );
+        let rows = table_rows(&cluster.kubectl(v, &["get", "hpa", &name]).ok());
+        assert_eq!(
+            rows[0],
+            [
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE"
+            ]
+        );
+        assert_eq!(
+            rows[1][..6],
+            [
+                name.as_str(),
+                &format!("Deployment/{name}"),
+                "cpu:",
+                "<unknown>/70%",
+                "2",
+                "5"
+            ]
+        );
+        let v1: serde_json::Value = serde_json::from_str(
+            &cluster.kubectl(v, &["get", "--raw", &format!("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/{name}")]).ok(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                v1["apiVersion"].as_str(),
+                v1["spec"]["targetCPUUtilizationPercentage"].as_i64()
+            ),
+            (Some("autoscaling/v1"), Some(70))
+        );
+        let v2 = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "hpa",
+                    &name,
+                    "-o",
+                    "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}",
+                ],
+            )
+            .ok();
+        assert_eq!(v2, "autoscaling/v2 70");
+        let all = cluster.kubectl(v, &["get", "all"]).ok();
+        assert!(
+            all.contains(&format!("horizontalpodautoscaler.autoscaling/{name}")),
+            "{all}"
+        );
+    }
+    let event = "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: ev1}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: demo\nreportingInstance: demo-1\naction: Testing\nreason: Hello\nnote: written with events.k8s.io\ntype: Normal\nregarding: {kind: Deployment, name: web, namespace: default}\n";
+    let path = cluster.data_dir.path().join("ev.yaml");
+    std::fs::write(&path, event).unwrap();
+    cluster
+        .kubectl("1.33", &["create", "-f", path.to_str().unwrap()])
+        .ok();
+    // The same event through core/v1, as `kubectl get events` reads it.
+    let core = cluster.kubectl("1.33", &["get", "events", "-o", "jsonpath={.items[0].apiVersion} {.items[0].message} {.items[0].involvedObject.name}"]).ok();
+    assert_eq!(core, "v1 written with events.k8s.io web");
+    let rows = table_rows(&cluster.kubectl("1.33", &["get", "events"]).ok());
+    assert_eq!(rows[1][1..4], ["Normal", "Hello", "deployment/web"]);
+}

@@ -234,8 +234,10 @@ mod tests {
             groups,
             [
                 "apps",
+                "events.k8s.io",
                 "authentication.k8s.io",
                 "authorization.k8s.io",
+                "autoscaling",
                 "batch",
                 "certificates.k8s.io",
                 "networking.k8s.io",

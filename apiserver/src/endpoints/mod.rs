@@ -780,7 +780,7 @@ fn scale_of(r: &ResourceDef, obj: &Value) -> Value {
 
 async fn update_scale<F>(
     store: &GenericStore,
-    r: &ResourceDef,
+    r: &'static ResourceDef,
     namespace: Option<&str>,
     name: &str,
     query: &Query,
@@ -827,7 +827,7 @@ where
 /// `pods/binding`: sets `spec.nodeName` once.
 async fn bind_pod(
     store: &GenericStore,
-    r: &ResourceDef,
+    r: &'static ResourceDef,
     namespace: Option<&str>,
     name: &str,
     binding: &Value,

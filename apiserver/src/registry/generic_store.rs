@@ -102,6 +102,26 @@ pub enum WatchItem {
     Error(ApiError),
 }
 
+impl WatchItem {
+    /// Applies `f` to the object an event carries.
+    fn map_object(self, f: fn(Value) -> Value) -> WatchItem {
+        match self {
+            WatchItem::Added(o) => WatchItem::Added(f(o)),
+            WatchItem::Modified(o) => WatchItem::Modified(f(o)),
+            WatchItem::Deleted(o) => WatchItem::Deleted(f(o)),
+            other => other,
+        }
+    }
+}
+
+/// The object as the requested version shows it.
+fn served(r: &ResourceDef, obj: Value) -> Value {
+    match &r.conversion {
+        Some(c) => (c.from_storage)(obj),
+        None => obj,
+    }
+}
+
 #[derive(Clone)]
 pub struct GenericStore {
     storage: Arc<dyn Storage>,
@@ -302,13 +322,20 @@ impl GenericStore {
 
     pub async fn create(
         &self,
-        r: &ResourceDef,
+        r: &'static ResourceDef,
         namespace: Option<&str>,
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
-        let mut obj = self.decode_typed(r, body, opts.field_validation, &mut warnings)?;
+        let typed = self.decode_typed(r, body, opts.field_validation, &mut warnings)?;
+        // Everything below works on the stored form; the answer is converted back.
+        let requested = r;
+        let mut obj = match &r.conversion {
+            Some(c) => (c.to_storage)(typed),
+            None => typed,
+        };
+        let r = r.stored();
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -356,7 +383,7 @@ impl GenericStore {
                 return Err(ApiError::already_exists(r.plural, r.group, &name));
             }
             return Ok(Written {
-                object: obj,
+                object: served(requested, obj),
                 warnings,
             });
         }
@@ -367,19 +394,19 @@ impl GenericStore {
             .map_err(|e| ApiError::from_storage(e, r.plural, r.group, &name))?;
         obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
         Ok(Written {
-            object: obj,
+            object: served(requested, obj),
             warnings,
         })
     }
 
     pub async fn get(
         &self,
-        r: &ResourceDef,
+        r: &'static ResourceDef,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
         let kv = self.get_kv(r, namespace, name).await?;
-        decode_stored(&kv)
+        Ok(served(r, decode_stored(&kv)?))
     }
 
     async fn get_kv(
@@ -398,7 +425,21 @@ impl GenericStore {
     /// Lists objects in a namespace (or all), filtered by selectors, one page at a time.
     pub async fn list(
         &self,
-        r: &ResourceDef,
+        r: &'static ResourceDef,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListPage, ApiError> {
+        let mut page = self.list_stored(r, namespace, opts).await?;
+        if r.conversion.is_some() {
+            page.items = page.items.into_iter().map(|o| served(r, o)).collect();
+        }
+        Ok(page)
+    }
+
+    /// Lists in the stored form.
+    async fn list_stored(
+        &self,
+        r: &'static ResourceDef,
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<ListPage, ApiError> {
@@ -506,7 +547,7 @@ impl GenericStore {
     /// resourceVersion (then the conflict is the client's).
     pub async fn guaranteed_update<F>(
         &self,
-        r: &ResourceDef,
+        r: &'static ResourceDef,
         namespace: Option<&str>,
         name: &str,
         scope: UpdateScope,
@@ -516,10 +557,13 @@ impl GenericStore {
     where
         F: FnMut(&Value) -> Result<Value, ApiError>,
     {
+        // The client's closure sees and returns the requested version; the rest is stored form.
+        let requested = r;
+        let r = r.stored();
         for _ in 0..16 {
             let kv = self.get_kv(r, namespace, name).await?;
             let old = decode_stored(&kv)?;
-            let body = apply(&old)?;
+            let body = apply(&served(requested, old.clone()))?;
             let pinned = meta_str(&body, "resourceVersion").map(str::to_owned);
             if let Some(rv) = &pinned
                 && *rv != kv.mod_revision.to_string()
@@ -532,17 +576,25 @@ impl GenericStore {
                 ));
             }
             let mut warnings = Vec::new();
+            let body = match &requested.conversion {
+                Some(c) => {
+                    let typed =
+                        self.decode_typed(requested, body, opts.field_validation, &mut warnings)?;
+                    (c.to_storage)(typed)
+                }
+                None => body,
+            };
             let new =
                 self.prepare_update(r, namespace, name, body, &old, scope, opts, &mut warnings)?;
             if new == old {
                 return Ok(Written {
-                    object: old,
+                    object: served(requested, old),
                     warnings,
                 });
             }
             if opts.dry_run {
                 return Ok(Written {
-                    object: new,
+                    object: served(requested, new),
                     warnings,
                 });
             }
@@ -572,7 +624,12 @@ impl GenericStore {
                     })
             };
             match result {
-                Ok(object) => return Ok(Written { object, warnings }),
+                Ok(object) => {
+                    return Ok(Written {
+                        object: served(requested, object),
+                        warnings,
+                    });
+                }
                 Err(StorageError::Conflict { .. }) if pinned.is_none() => continue,
                 Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
             }
@@ -685,7 +742,21 @@ impl GenericStore {
     /// finalizer's removal deletes it. Returns the object and whether it is gone.
     pub async fn delete(
         &self,
-        r: &ResourceDef,
+        r: &'static ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &Value,
+        dry_run: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let (obj, gone) = self
+            .delete_stored(r, namespace, name, options, dry_run)
+            .await?;
+        Ok((served(r, obj), gone))
+    }
+
+    async fn delete_stored(
+        &self,
+        r: &'static ResourceDef,
         namespace: Option<&str>,
         name: &str,
         options: &Value,
@@ -766,6 +837,28 @@ impl GenericStore {
     /// Watches a resource from `from` (exclusive); `None` first sends the current state as
     /// ADDED events. Objects that start or stop matching the selectors arrive as ADDED/DELETED.
     pub async fn watch(
+        &self,
+        r: &'static ResourceDef,
+        namespace: Option<String>,
+        from: Option<Revision>,
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> Result<BoxStream<'static, WatchItem>, ApiError> {
+        let events = self
+            .watch_stored(r, namespace, from, labels, fields)
+            .await?;
+        Ok(match &r.conversion {
+            Some(c) => {
+                let from_storage = c.from_storage;
+                events
+                    .map(move |item| item.map_object(from_storage))
+                    .boxed()
+            }
+            None => events,
+        })
+    }
+
+    async fn watch_stored(
         &self,
         r: &'static ResourceDef,
         namespace: Option<String>,

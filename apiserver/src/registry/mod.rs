@@ -2,6 +2,7 @@
 //! per-resource strategies, printers, selectors and validation it consults, and the watch cache
 //! that serves its lists and watches.
 
+pub mod conversion;
 pub mod generic_store;
 pub mod printers;
 pub mod resource_table;

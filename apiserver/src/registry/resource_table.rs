@@ -4,21 +4,23 @@
 use std::sync::LazyLock;
 
 use k8s_openapi::api::{
-    admissionregistration, apps, authentication, authorization, batch, certificates, coordination,
-    core, discovery, flowcontrol, networking, node, policy, rbac, scheduling, storage,
+    admissionregistration, apps, authentication, authorization, autoscaling, batch, certificates,
+    coordination, core, discovery, events, flowcontrol, networking, node, policy, rbac, scheduling,
+    storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use crate::registry::conversion::{self, Conversion};
 use crate::registry::printers::{
     self, Printer, cluster, networking as net_printers, rbac as rbac_printers,
     storage as storage_printers,
 };
 use crate::registry::resources::cluster_policy::{
-    BindingStrategy, CrdStrategy, CsrStrategy, DisruptionBudgetStrategy, IngressStrategy,
-    PriorityClassStrategy, RoleStrategy, StorageClassStrategy, VolumeStrategy,
+    BindingStrategy, CrdStrategy, CsrStrategy, DisruptionBudgetStrategy, HpaStrategy,
+    IngressStrategy, PriorityClassStrategy, RoleStrategy, StorageClassStrategy, VolumeStrategy,
 };
 use crate::registry::resources::{
     DataStrategy, EndpointSliceStrategy, EventStrategy, NamespaceStrategy, NodeStrategy,
@@ -87,6 +89,8 @@ pub struct ResourceDef {
     pub types: TypeHooks,
     /// Create-only resources answered on the spot and never stored.
     pub review: Option<Review>,
+    /// Served over another version's stored form.
+    pub conversion: Option<Conversion>,
 }
 
 impl ResourceDef {
@@ -101,12 +105,22 @@ impl ResourceDef {
 
     /// The storage key prefix of this resource (`/registry/apps/deployments/`).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            self.group
+        // Converted versions live under their stored resource's prefix.
+        let (group, plural) = match &self.conversion {
+            Some(c) => (c.storage.0, c.storage.1),
+            None => (self.group, self.plural),
         };
-        format!("/registry/{group}/{}/", self.plural)
+        let group = if group.is_empty() { "core" } else { group };
+        format!("/registry/{group}/{plural}/")
+    }
+
+    /// The resource whose form is stored: itself, or the target of its conversion.
+    pub fn stored(&'static self) -> &'static ResourceDef {
+        match &self.conversion {
+            Some(c) => lookup(c.storage.0, c.storage.2, c.storage.1)
+                .expect("conversion targets a served resource"),
+            None => self,
+        }
     }
 
     /// The storage key of one object.
@@ -172,6 +186,15 @@ fn def(
         printer,
         types,
         review: None,
+        conversion: None,
+    }
+}
+
+/// A version served over the stored form of another.
+fn converted(def: ResourceDef, conversion: Conversion) -> ResourceDef {
+    ResourceDef {
+        conversion: Some(conversion),
+        ..def
     }
 }
 
@@ -480,6 +503,26 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             &cluster::CONTROLLERREVISIONS,
             hooks::<apps::v1::ControllerRevision>(),
         ),
+        converted(
+            def(
+                "events.k8s.io",
+                "v1",
+                "Event",
+                "events",
+                true,
+                &["ev"],
+                NONE,
+                NO_SUBRESOURCES,
+                Box::new(EventStrategy),
+                &printers::EVENTS,
+                hooks::<events::v1::Event>(),
+            ),
+            Conversion {
+                storage: ("", "events", "v1"),
+                to_storage: conversion::event_to_core,
+                from_storage: conversion::event_from_core,
+            },
+        ),
         review(
             "authentication.k8s.io",
             "SelfSubjectReview",
@@ -527,6 +570,39 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             false,
             Review::SubjectAccess,
             hooks::<authorization::v1::SubjectAccessReview>(),
+        ),
+        def(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            ALL,
+            STATUS,
+            Box::new(HpaStrategy),
+            &cluster::HORIZONTALPODAUTOSCALERS,
+            hooks::<autoscaling::v2::HorizontalPodAutoscaler>(),
+        ),
+        converted(
+            def(
+                "autoscaling",
+                "v1",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                true,
+                &["hpa"],
+                NONE,
+                STATUS,
+                Box::new(HpaStrategy),
+                &cluster::HORIZONTALPODAUTOSCALERS,
+                hooks::<autoscaling::v1::HorizontalPodAutoscaler>(),
+            ),
+            Conversion {
+                storage: ("autoscaling", "horizontalpodautoscalers", "v2"),
+                to_storage: conversion::hpa_v1_to_v2,
+                from_storage: conversion::hpa_v2_to_v1,
+            },
         ),
         def(
             "batch",

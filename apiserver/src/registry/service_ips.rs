@@ -372,7 +372,7 @@ impl ServiceAllocator {
 
     /// Reconciles reservations with the Services that exist: frees what no Service holds and
     /// reserves what a Service holds without a reservation.
-    pub async fn repair(&self, services: &ResourceDef) -> Result<(), ApiError> {
+    pub async fn repair(&self, services: &'static ResourceDef) -> Result<(), ApiError> {
         let all = self
             .store
             .list(services, None, &ListOptions::default())

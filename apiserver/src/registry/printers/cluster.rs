@@ -448,3 +448,118 @@ pub static VALIDATINGADMISSIONPOLICIES: Printer = Printer {
         ]
     },
 };
+
+/// One metric target as kubectl shows it, e.g. `cpu: <unknown>/80%`.
+fn hpa_target(metric: &Value, current: &[Value]) -> String {
+    let resource = &metric["resource"];
+    let name = s(&resource["name"]);
+    let now = current
+        .iter()
+        .find(|c| s(&c["resource"]["name"]) == name)
+        .map(|c| &c["resource"]["current"]);
+    match s(&resource["target"]["type"]) {
+        "Utilization" => {
+            let current = now
+                .and_then(|c| c["averageUtilization"].as_i64())
+                .map(|u| format!("{u}%"))
+                .unwrap_or_else(|| "<unknown>".into());
+            format!(
+                "{name}: {current}/{}%",
+                int(&resource["target"]["averageUtilization"])
+            )
+        }
+        _ => {
+            let target = resource["target"]["averageValue"]
+                .as_str()
+                .or(resource["target"]["value"].as_str())
+                .unwrap_or("");
+            let current = now
+                .and_then(|c| c["averageValue"].as_str())
+                .unwrap_or("<unknown>");
+            format!("{name}: {current}/{target}")
+        }
+    }
+}
+
+fn hpa_cells(o: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let spec = &o["spec"];
+    let reference = format!(
+        "{}/{}",
+        s(&spec["scaleTargetRef"]["kind"]),
+        s(&spec["scaleTargetRef"]["name"])
+    );
+    let current: Vec<Value> = o["status"]["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // autoscaling/v2 lists metrics; autoscaling/v1 has one CPU target.
+    let targets: Vec<String> = match spec["metrics"].as_array() {
+        Some(metrics) => metrics.iter().map(|m| hpa_target(m, &current)).collect(),
+        None => spec["targetCPUUtilizationPercentage"]
+            .as_i64()
+            .map(|t| {
+                let current = o["status"]["currentCPUUtilizationPercentage"]
+                    .as_i64()
+                    .map(|u| format!("{u}%"))
+                    .unwrap_or_else(|| "<unknown>".into());
+                vec![format!("cpu: {current}/{t}%")]
+            })
+            .unwrap_or_default(),
+    };
+    let targets = if targets.is_empty() {
+        "<none>".to_owned()
+    } else {
+        targets.join(", ")
+    };
+    let min = spec["minReplicas"]
+        .as_i64()
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "<unset>".into());
+    vec![
+        name(o),
+        json!(reference),
+        json!(targets),
+        json!(min),
+        json!(int(&spec["maxReplicas"])),
+        json!(int(&o["status"]["currentReplicas"])),
+        age(o, now),
+    ]
+}
+
+pub static HORIZONTALPODAUTOSCALERS: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Reference",
+            "string",
+            "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource.",
+            0,
+        ),
+        col(
+            "Targets",
+            "string",
+            "metrics contains the specifications for which to use to calculate the desired replica count.",
+            0,
+        ),
+        col(
+            "MinPods",
+            "string",
+            "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.",
+            0,
+        ),
+        col(
+            "MaxPods",
+            "integer",
+            "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up.",
+            0,
+        ),
+        col(
+            "Replicas",
+            "integer",
+            "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: hpa_cells,
+};

@@ -708,6 +708,14 @@ pub static EVENTS: Printer = Printer {
         },
     ],
     cells: |e, now| {
+        // events.k8s.io/v1 rows print like core ones.
+        let core;
+        let e = if e["apiVersion"] == "events.k8s.io/v1" {
+            core = crate::registry::conversion::event_to_core(e.clone());
+            &core
+        } else {
+            e
+        };
         let mut first = since(&e["firstTimestamp"], now);
         if e["firstTimestamp"].is_null() {
             first = since(&e["eventTime"], now);

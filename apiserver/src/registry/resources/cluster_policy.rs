@@ -286,6 +286,68 @@ impl Strategy for IngressStrategy {
     }
 }
 
+/// HorizontalPodAutoscalers (stored as autoscaling/v2).
+pub struct HpaStrategy;
+
+impl Strategy for HpaStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"desiredReplicas": 0});
+    }
+    fn defaults(&self, obj: &mut Value) {
+        let Some(spec) = obj.get_mut("spec") else {
+            return;
+        };
+        set_default(spec, "minReplicas", json!(1));
+        let no_target = spec["metrics"].as_array().is_none_or(Vec::is_empty)
+            && spec.get("targetCPUUtilizationPercentage").is_none();
+        if no_target {
+            spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+        }
+    }
+    fn has_status(&self) -> bool {
+        true
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let spec = &obj["spec"];
+        let max = spec["maxReplicas"].as_i64();
+        match max {
+            None => errs.push(FieldError::required("spec.maxReplicas", "")),
+            Some(m) if m < 1 => errs.push(FieldError::invalid(
+                "spec.maxReplicas",
+                &json!(m),
+                "must be greater than or equal to 1",
+            )),
+            _ => {}
+        }
+        if let (Some(min), Some(max)) = (spec["minReplicas"].as_i64(), max)
+            && min > max
+        {
+            errs.push(FieldError::invalid(
+                "spec.maxReplicas",
+                &json!(max),
+                "must be greater than or equal to `minReplicas`",
+            ));
+        }
+        for field in ["kind", "name"] {
+            if spec["scaleTargetRef"][field]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                errs.push(FieldError::required(
+                    format!("spec.scaleTargetRef.{field}"),
+                    "",
+                ));
+            }
+        }
+        errs
+    }
+}
+
 /// CertificateSigningRequests: the request and signer are fixed once submitted.
 pub struct CsrStrategy;
 
