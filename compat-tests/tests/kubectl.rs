@@ -1147,3 +1147,118 @@ fn autoscalers_and_events_are_served_at_both_versions_over_one_stored_form() {
     let rows = table_rows(&cluster.kubectl("1.33", &["get", "events"]).ok());
     assert_eq!(rows[1][1..4], ["Normal", "Hello", "deployment/web"]);
 }
+
+#[test]
+fn cordon_taint_and_drain_evict_pods_unless_a_budget_forbids_it() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    let node = write(
+        &cluster,
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n",
+    );
+    cluster.kubectl(v, &["create", "-f", &node]).ok();
+    assert_eq!(
+        cluster.kubectl(v, &["cordon", "node-1"]).ok().trim(),
+        "node/node-1 cordoned"
+    );
+    let rows = table_rows(&cluster.kubectl(v, &["get", "nodes"]).ok());
+    assert_eq!(rows[1][1], "Unknown,SchedulingDisabled");
+    cluster
+        .kubectl(v, &["taint", "node", "node-1", "dedicated=gpu:NoSchedule"])
+        .ok();
+    let taints = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "node",
+                "node-1",
+                "-o",
+                "jsonpath={.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}",
+            ],
+        )
+        .ok();
+    assert_eq!(taints, "dedicated=gpu:NoSchedule");
+    for (pod, labels) in [("free", "app=free"), ("guarded", "app=guarded")] {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, labels: {{{}}}}}\nspec:\n  nodeName: node-1\n  containers: [{{name: c, image: busybox}}]\n",
+            labels.replace('=', ": ")
+        );
+        let file = write(&cluster, &format!("{pod}.yaml"), &yaml);
+        cluster.kubectl(v, &["create", "-f", &file]).ok();
+        // Running pods are the ones budgets protect.
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "pod",
+                    pod,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    r#"{"status":{"phase":"Running"}}"#,
+                ],
+            )
+            .ok();
+    }
+    cluster
+        .kubectl(
+            v,
+            &[
+                "create",
+                "pdb",
+                "guard",
+                "--selector=app=guarded",
+                "--min-available=1",
+            ],
+        )
+        .ok();
+    let out = cluster
+        .kubectl(
+            v,
+            &[
+                "drain",
+                "node-1",
+                "--force",
+                "--pod-selector=app=free",
+                "--timeout=20s",
+            ],
+        )
+        .ok();
+    assert!(
+        out.contains("pod/free evicted") && out.contains("node/node-1 drained"),
+        "{out}"
+    );
+    assert!(
+        cluster
+            .kubectl(v, &["get", "pod", "free"])
+            .fails()
+            .contains("NotFound")
+    );
+    let blocked = cluster.kubectl(
+        v,
+        &[
+            "drain",
+            "node-1",
+            "--force",
+            "--pod-selector=app=guarded",
+            "--timeout=3s",
+        ],
+    );
+    let text = blocked.stderr() + &blocked.stdout();
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{text}"
+    );
+    assert_eq!(
+        cluster
+            .kubectl(
+                v,
+                &["get", "pod", "guarded", "-o", "jsonpath={.metadata.name}"]
+            )
+            .ok(),
+        "guarded"
+    );
+}

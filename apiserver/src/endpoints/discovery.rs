@@ -13,13 +13,14 @@ fn subresource_kind(
         Subresource::Status => ("", "", r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "", "Binding"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
     }
 }
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-        Subresource::Binding => &["create"],
+        Subresource::Binding | Subresource::Eviction => &["create"],
     }
 }
 

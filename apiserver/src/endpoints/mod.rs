@@ -558,6 +558,15 @@ where
                 &written.warnings,
             ))
         }
+        ("create", Some(Subresource::Eviction)) => {
+            let format = negotiation::body_format(content_type.as_deref())?;
+            let eviction = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            evict_pod(store, r, namespace, name, &eviction).await?;
+            Ok(json_value(
+                StatusCode::CREATED,
+                &status_error::success_status(name, "", "pods", ""),
+            ))
+        }
         ("create", Some(Subresource::Binding)) => {
             let format = negotiation::body_format(content_type.as_deref())?;
             let binding = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
@@ -822,6 +831,69 @@ where
         })
         .await?;
     Ok(scale_of(r, &written.object))
+}
+
+/// `pods/eviction`: deletes the pod unless a PodDisruptionBudget selecting it allows no
+/// disruption (429, as the real server answers). Pods that are not running are always evicted.
+async fn evict_pod(
+    store: &GenericStore,
+    r: &'static ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    eviction: &Value,
+) -> Result<(), ApiError> {
+    let pod = store.get(r, namespace, name).await?;
+    let running = !matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Pending")
+    );
+    if running {
+        let budgets = resource_table::lookup("policy", "v1", "poddisruptionbudgets")
+            .expect("PDBs are served");
+        let page = store
+            .list(budgets, namespace, &ListOptions::default())
+            .await?;
+        for pdb in page.items {
+            let selector =
+                LabelSelector::parse(&printers::selector_string(&pdb["spec"]["selector"]))?;
+            if pdb["spec"]["selector"].is_null() || !selector.matches(&pod) {
+                continue;
+            }
+            if pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) < 1 {
+                let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or("");
+                let mut err = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
+                err.details = Some(Box::new(kube_core::response::StatusDetails {
+                    name: String::new(),
+                    group: String::new(),
+                    kind: String::new(),
+                    uid: String::new(),
+                    causes: vec![kube_core::response::StatusCause {
+                        reason: "DisruptionBudget".into(),
+                        message: format!(
+                            "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                            pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+                            pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)
+                        ),
+                        field: String::new(),
+                    }],
+                    retry_after_seconds: 0,
+                }));
+                return Err(err);
+            }
+        }
+    }
+    let options = eviction
+        .get("deleteOptions")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    store
+        .delete(r, namespace, name, &options, false)
+        .await
+        .map(|_| ())
 }
 
 /// `pods/binding`: sets `spec.nodeName` once.

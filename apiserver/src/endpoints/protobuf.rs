@@ -222,9 +222,10 @@ fn decode_message(message: &CatalogMessage, buf: &[u8], depth: usize) -> Result<
             continue;
         }
         let mut values = decode_scalar_or_message(field, raw, depth)?;
-        // Go writes its non-pointer strings even when empty, where JSON would omit them.
+        // Go writes its non-pointer strings and bools even when empty or false, where its JSON
+        // would omit them. (Numeric zeros stay: `replicas: 0` is a pointer that matters.)
         if !field.repeated {
-            values.retain(|v| v.as_str() != Some(""));
+            values.retain(|v| v.as_str() != Some("") && v.as_bool() != Some(false));
         }
         if field.repeated {
             let slot = out
@@ -365,6 +366,24 @@ mod tests {
             "empty strings are unset, as Go reads them: {v}"
         );
         assert!(v["metadata"].get("generateName").is_none());
+        let pod = pb::Pod {
+            spec: Some(pb::PodSpec {
+                containers: vec![pb::Container {
+                    name: Some("c".into()),
+                    stdin: Some(false),
+                    tty: Some(false),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = decode(&envelope("v1", "Pod", pod.encode_to_vec())).unwrap();
+        assert_eq!(
+            v["spec"]["containers"][0],
+            json!({"name": "c"}),
+            "false bools are unset"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Subresource {
     Scale,
     /// `pods/binding`: assigns a pod to a node.
     Binding,
+    /// `pods/eviction`: deletes a pod if no disruption budget forbids it.
+    Eviction,
 }
 
 impl Subresource {
@@ -46,6 +48,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -264,7 +267,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             true,
             &["po"],
             ALL,
-            &[Subresource::Status, Binding],
+            &[Subresource::Status, Binding, Subresource::Eviction],
             Box::new(PodStrategy),
             &printers::PODS,
             hooks::<core::v1::Pod>(),
