@@ -4,7 +4,7 @@ PORT ?= 6443
 CARGO ?= cargo
 KUBECTL_DIR ?= /usr/lib/google-cloud-sdk/bin
 
-.PHONY: run test check build bench certs tools
+.PHONY: run test check build bench certs tools python-venv
 
 ## Start a one-machine cluster in the foreground on the embedded store.
 run: tools
@@ -12,9 +12,18 @@ run: tools
 	./target/debug/apiserver --data-dir "$(DATA_DIR)" --secure-port "$(PORT)"
 
 ## Run every test of the workspace (builds the binaries the compat tests drive first).
-test: tools
+test: tools python-venv
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+
+## The official Python kubernetes client for the compat tests, in a venv of its own.
+PYTHON_VENV := target/python-venv
+PYTHON_KUBERNETES := kubernetes==37.0.2
+python-venv: $(PYTHON_VENV)/.installed
+$(PYTHON_VENV)/.installed:
+	python3 -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PYTHON_KUBERNETES)
+	touch $@
 
 ## Formatting and lints, as CI wants them.
 check: tools
