@@ -66,6 +66,11 @@ impl TestCluster {
             .arg(data_dir.path())
             .args(["--secure-port", "0", "--bind-address", "127.0.0.1"])
             .args(extra)
+            // Quiet servers unless the person running the tests asks for logs.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
