@@ -42,6 +42,20 @@ fn put_annotation(obj: &mut Value, key: &str, value: &Value) {
     obj["metadata"]["annotations"][key] = json!(value.to_string());
 }
 
+/// The status fields both autoscaling versions carry as they are.
+fn shared_status(status: &Value) -> Map<String, Value> {
+    [
+        "observedGeneration",
+        "lastScaleTime",
+        "currentReplicas",
+        "desiredReplicas",
+    ]
+    .into_iter()
+    .filter(|key| !status[*key].is_null())
+    .map(|key| (key.to_owned(), status[key].clone()))
+    .collect()
+}
+
 /// autoscaling/v1 → autoscaling/v2.
 pub fn hpa_v1_to_v2(mut v1: Value) -> Value {
     let mut metrics: Vec<Value> = take_annotation(&mut v1, HPA_METRICS_ANNOTATION)
@@ -62,17 +76,7 @@ pub fn hpa_v1_to_v2(mut v1: Value) -> Value {
         spec2["metrics"] = json!(metrics);
     }
     let status = &v1["status"];
-    let mut status2 = Map::new();
-    for key in [
-        "observedGeneration",
-        "lastScaleTime",
-        "currentReplicas",
-        "desiredReplicas",
-    ] {
-        if !status[key].is_null() {
-            status2.insert(key.into(), status[key].clone());
-        }
-    }
+    let mut status2 = shared_status(status);
     let mut current_metrics: Vec<Value> = current
         .and_then(|c| c.as_array().cloned())
         .unwrap_or_default();
@@ -112,17 +116,7 @@ pub fn hpa_v2_to_v1(v2: Value) -> Value {
     }
     let status = &v2["status"];
     if status.is_object() {
-        let mut s1 = Map::new();
-        for key in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if !status[key].is_null() {
-                s1.insert(key.into(), status[key].clone());
-            }
-        }
+        let mut s1 = shared_status(status);
         let current: Vec<Value> = status["currentMetrics"]
             .as_array()
             .cloned()
