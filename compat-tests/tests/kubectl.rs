@@ -1262,3 +1262,78 @@ fn cordon_taint_and_drain_evict_pods_unless_a_budget_forbids_it() {
         "guarded"
     );
 }
+
+#[test]
+fn changing_a_service_type_allocates_and_releases_node_ports() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    cluster
+        .kubectl(v, &["create", "service", "clusterip", "s", "--tcp=80:8080"])
+        .ok();
+    cluster
+        .kubectl(
+            v,
+            &["patch", "svc", "s", "-p", r#"{"spec":{"type":"NodePort"}}"#],
+        )
+        .ok();
+    let port: u16 = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "svc",
+                "s",
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ],
+        )
+        .ok()
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    let taken = write(
+        &cluster,
+        "taken.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: t}}\nspec:\n  type: NodePort\n  ports: [{{port: 80, nodePort: {port}}}]\n"
+        ),
+    );
+    assert!(
+        cluster
+            .kubectl(v, &["create", "-f", &taken])
+            .fails()
+            .contains("provided port is already allocated")
+    );
+    // Back to ClusterIP: the node port is gone and free again.
+    cluster
+        .kubectl(
+            v,
+            &[
+                "patch",
+                "svc",
+                "s",
+                "-p",
+                r#"{"spec":{"type":"ClusterIP"}}"#,
+            ],
+        )
+        .ok();
+    assert_eq!(
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "svc",
+                    "s",
+                    "-o",
+                    "jsonpath={.spec.ports[0].nodePort}"
+                ]
+            )
+            .ok(),
+        ""
+    );
+    assert_eq!(
+        cluster.kubectl(v, &["create", "-f", &taken]).ok().trim(),
+        "service/t created"
+    );
+}

@@ -585,9 +585,12 @@ where
             } else {
                 UpdateScope::Main
             };
-            let written = store
+            let mut written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |_| Ok(body.clone()))
                 .await?;
+            if r.plural == "services" && scope == UpdateScope::Main && !opts.dry_run {
+                written.object = reconcile_service(server, r, namespace, written.object).await?;
+            }
             Ok(encode(
                 StatusCode::OK,
                 representation::object(r, written.object, output, include),
@@ -621,11 +624,14 @@ where
             } else {
                 UpdateScope::Main
             };
-            let written = store
+            let mut written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |old| {
                     patch::apply_patch(patch_type, old, &body, &schema)
                 })
                 .await?;
+            if r.plural == "services" && scope == UpdateScope::Main && !opts.dry_run {
+                written.object = reconcile_service(server, r, namespace, written.object).await?;
+            }
             Ok(encode(
                 StatusCode::OK,
                 representation::object(r, written.object, output, include),
@@ -707,6 +713,50 @@ where
             info.verb, info.path
         ))),
     }
+}
+
+/// Brings a Service's addresses in line with an update (see `ServiceAllocator::reconcile_update`).
+async fn reconcile_service(
+    server: &ApiServer,
+    r: &'static ResourceDef,
+    namespace: Option<&str>,
+    service: Value,
+) -> Result<Value, ApiError> {
+    let Some(fixed) = server
+        .service_ips
+        .reconcile_update(namespace.unwrap_or(""), &service)
+        .await?
+    else {
+        return Ok(service);
+    };
+    let name = service["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let written = server
+        .store
+        .guaranteed_update(
+            r,
+            namespace,
+            &name,
+            UpdateScope::Binding,
+            &WriteOptions::default(),
+            |current| {
+                let mut next = current.clone();
+                next["spec"]["ports"] = fixed["spec"]["ports"].clone();
+                for field in ["clusterIP", "clusterIPs"] {
+                    match fixed["spec"].get(field) {
+                        Some(v) => next["spec"][field] = v.clone(),
+                        None => {
+                            next["spec"].as_object_mut().map(|m| m.remove(field));
+                        }
+                    }
+                }
+                Ok(next)
+            },
+        )
+        .await?;
+    Ok(written.object)
 }
 
 fn require_namespace<'a>(

@@ -370,6 +370,103 @@ impl ServiceAllocator {
         self.release_ports(&node_ports_of(service)).await;
     }
 
+    /// After an update, makes the Service's addresses match what it now is: NodePorts for the
+    /// ports of a NodePort/LoadBalancer Service that have none, its other reservations
+    /// released, its ClusterIP released when it became ExternalName. Returns the Service with
+    /// the fields to write back, if any changed.
+    pub async fn reconcile_update(
+        &self,
+        namespace: &str,
+        service: &Value,
+    ) -> Result<Option<Value>, ApiError> {
+        let name = service["metadata"]["name"].as_str().unwrap_or("");
+        let owner = format!("{namespace}/{name}");
+        let ty = service["spec"]["type"].as_str().unwrap_or("ClusterIP");
+        let mut updated = service.clone();
+        let mut changed = false;
+        if matches!(ty, "NodePort" | "LoadBalancer") {
+            let ports = updated["spec"]["ports"]
+                .as_array_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut out = Vec::with_capacity(ports.len());
+            for mut port in ports {
+                if port["nodePort"].as_u64().is_none_or(|p| p == 0) {
+                    port["nodePort"] = json!(self.allocate_any_port(&owner).await?);
+                    changed = true;
+                } else if let Some(p) = port["nodePort"].as_u64() {
+                    // A port set by the update is reserved, or refused if someone else holds it.
+                    let key = format!("{NODE_PORT_PREFIX}{p}");
+                    let holder = self
+                        .storage
+                        .get(&key)
+                        .await
+                        .map_err(|e| ApiError::from_storage(e, "services", "", name))?;
+                    match holder {
+                        Some(kv) if kv.value.as_ref() != owner.as_bytes() => {
+                            return Err(invalid(
+                                "spec.ports[].nodePort",
+                                &json!(p),
+                                "provided port is already allocated",
+                                name,
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.reserve_port(p as u16, &owner).await?;
+                        }
+                    }
+                }
+                out.push(port);
+            }
+            updated["spec"]["ports"] = json!(out);
+        } else {
+            let mut stripped = false;
+            for port in updated["spec"]["ports"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(map) = port.as_object_mut()
+                    && map.remove("nodePort").is_some()
+                {
+                    stripped = true;
+                }
+            }
+            changed |= stripped;
+        }
+        // Release reservations this Service holds but no longer lists.
+        let keep = node_ports_of(&updated);
+        let reserved = self
+            .storage
+            .list(ListRequest {
+                prefix: NODE_PORT_PREFIX.into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ApiError::from_storage(e, "services", "", name))?;
+        let stale: Vec<u16> = reserved
+            .items
+            .iter()
+            .filter(|kv| kv.value.as_ref() == owner.as_bytes())
+            .filter_map(|kv| kv.key.trim_start_matches(NODE_PORT_PREFIX).parse().ok())
+            .filter(|p| !keep.contains(p))
+            .collect();
+        self.release_ports(&stale).await;
+        if ty == "ExternalName"
+            && let Some(ip) = updated["spec"]["clusterIP"]
+                .as_str()
+                .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        {
+            self.release_ip(ip).await;
+            let spec = updated["spec"].as_object_mut().expect("spec is an object");
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+            changed = true;
+        }
+        Ok(changed.then_some(updated))
+    }
+
     /// Reconciles reservations with the Services that exist: frees what no Service holds and
     /// reserves what a Service holds without a reservation.
     pub async fn repair(&self, services: &'static ResourceDef) -> Result<(), ApiError> {
