@@ -1337,3 +1337,64 @@ fn changing_a_service_type_allocates_and_releases_node_ports() {
         "service/t created"
     );
 }
+
+#[test]
+fn a_service_turned_external_name_and_back_releases_and_regains_a_cluster_ip() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    cluster
+        .kubectl(v, &["create", "service", "clusterip", "s", "--tcp=80:8080"])
+        .ok();
+    let ip = cluster
+        .kubectl(v, &["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"])
+        .ok();
+    cluster
+        .kubectl(
+            v,
+            &[
+                "patch",
+                "svc",
+                "s",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"type":"ExternalName","externalName":"example.com"}}"#,
+            ],
+        )
+        .ok();
+    assert_eq!(
+        cluster
+            .kubectl(v, &["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"])
+            .ok(),
+        ""
+    );
+    assert!(
+        !cluster
+            .kubectl(v, &["get", "ipaddresses", "-o", "name"])
+            .ok()
+            .contains(&ip),
+        "{ip} was released"
+    );
+    cluster
+        .kubectl(
+            v,
+            &[
+                "patch",
+                "svc",
+                "s",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"type":"ClusterIP","externalName":null}}"#,
+            ],
+        )
+        .ok();
+    let again = cluster
+        .kubectl(v, &["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"])
+        .ok();
+    assert!(again.starts_with("10."), "{again}");
+    assert!(
+        cluster
+            .kubectl(v, &["get", "ipaddresses", "-o", "name"])
+            .ok()
+            .contains(&again)
+    );
+}

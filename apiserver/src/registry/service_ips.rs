@@ -453,6 +453,16 @@ impl ServiceAllocator {
             .filter(|p| !keep.contains(p))
             .collect();
         self.release_ports(&stale).await;
+        let has_ip = updated["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty());
+        if ty != "ExternalName" && !has_ip {
+            // Coming back from ExternalName: a ClusterIP again.
+            let ip = self.allocate_any_ip(namespace, name).await?;
+            updated["spec"]["clusterIP"] = json!(ip.to_string());
+            updated["spec"]["clusterIPs"] = json!([ip.to_string()]);
+            changed = true;
+        }
         if ty == "ExternalName"
             && let Some(ip) = updated["spec"]["clusterIP"]
                 .as_str()
