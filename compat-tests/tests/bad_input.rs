@@ -103,6 +103,19 @@ async fn broken_bodies_paths_and_names_get_status_errors_and_store_nothing() {
     )
     .await;
     assert_eq!((status, value["reason"].as_str()), (404, Some("NotFound")));
+    // Server-side apply is refused as such, even for an absent object.
+    let (status, value) = send(
+        &client,
+        "PATCH",
+        &format!("{cms}/absent?fieldManager=test"),
+        "application/apply-patch+yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: absent}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, value["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
     let (status, value) = send(
         &client,
         "GET",

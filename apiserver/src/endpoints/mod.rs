@@ -609,6 +609,10 @@ where
         ("patch", sub) => {
             let patch_type = patch::PatchType::from_content_type(content_type.as_deref())?;
             let body = read_body(req.into_body()).await?;
+            if patch_type == patch::PatchType::Apply {
+                // Refused before any lookup, so an absent object does not read as NotFound.
+                return Err(patch::apply_unsupported(&body));
+            }
             let schema = (r.types.schema_name)();
             if sub == Some(Subresource::Scale) {
                 let scale_schema = "io.k8s.api.autoscaling.v1.Scale";

@@ -85,15 +85,19 @@ pub fn apply_patch(
                     .unwrap_or(Value::Object(Map::new())),
             )
         }
-        PatchType::Apply => {
-            // Parsed so bad bodies still get a clear 400, but field ownership is not served yet.
-            let _ = decode_yaml(body)?;
-            Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply (application/apply-patch+yaml) is not supported by this server yet",
-            ))
-        }
+        PatchType::Apply => Err(apply_unsupported(body)),
+    }
+}
+
+/// Server-side apply is not served yet: 415 with that said, or 400 for an unreadable body.
+pub fn apply_unsupported(body: &[u8]) -> ApiError {
+    match decode_yaml(body) {
+        Err(unreadable) => unreadable,
+        Ok(_) => ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "server-side apply (application/apply-patch+yaml) is not supported by this server yet",
+        ),
     }
 }
 
