@@ -206,8 +206,13 @@ pub async fn run(flags: Flags) -> Result<()> {
         &["system:masters"],
     )?;
 
-    let storage: Arc<dyn Storage> =
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let embedded: Arc<dyn Storage> =
         Arc::new(EmbeddedStorage::open(&flags.data_dir.join("storage"))?);
+    let storage: Arc<dyn Storage> = Arc::new(crate::metrics::MeteredStorage::new(
+        embedded,
+        metrics.clone(),
+    ));
     let _compactor = spawn_periodic_compaction(storage.clone(), flags.etcd_compaction_interval);
     let storage_for_ranges = storage.clone();
     let store = GenericStore::new(storage.clone());
@@ -241,7 +246,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         service_ips,
         openapi: OpenApiDocs::build(),
         default_watch_timeout: flags.min_request_timeout,
-        metrics: Default::default(),
+        metrics,
     });
     info!(address = %local, "serving");
     println!("apiserver listening on {server_url}");

@@ -1,7 +1,16 @@
 //! The apiserver's Prometheus metrics (prometheus-client), served at `/metrics`: requests by
-//! verb, resource and code, their latency, requests in flight, open watches per resource.
+//! verb, resource and code, their latency, requests in flight, open watches per resource,
+//! storage operation latencies (through [`MeteredStorage`], a decorator over any backend) and
+//! watch cache sizes.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use apiserver_storage::{
+    KeyValue, ListRequest, ListResponse, Revision, Storage, StorageResult, WatchStream,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +37,18 @@ pub struct ResourceLabels {
     pub resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+type StorageLatencyFamily = Family<OperationLabels, Histogram, fn() -> Histogram>;
+
+fn storage_histogram() -> Histogram {
+    // 0.1 ms .. ~1.6 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
 type LatencyFamily = Family<VerbLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -36,6 +57,8 @@ pub struct Metrics {
     latency: LatencyFamily,
     inflight: Gauge,
     watches: Family<ResourceLabels, Gauge>,
+    storage_latency: StorageLatencyFamily,
+    cache_objects: Family<ResourceLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -50,6 +73,8 @@ impl Default for Metrics {
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let inflight = Gauge::default();
         let watches = Family::<ResourceLabels, Gauge>::default();
+        let storage_latency: StorageLatencyFamily = Family::new_with_constructor(storage_histogram);
+        let cache_objects = Family::<ResourceLabels, Gauge>::default();
         registry.register(
             "apiserver_request",
             "Requests by verb, resource and HTTP code",
@@ -70,12 +95,24 @@ impl Default for Metrics {
             "Open watches by resource",
             watches.clone(),
         );
+        registry.register(
+            "apiserver_storage_operation_duration_seconds",
+            "Storage operation latency by operation",
+            storage_latency.clone(),
+        );
+        registry.register(
+            "apiserver_watch_cache_objects",
+            "Objects held by the watch cache per resource",
+            cache_objects.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             inflight,
             watches,
+            storage_latency,
+            cache_objects,
         }
     }
 }
@@ -109,6 +146,25 @@ impl Metrics {
             .clone();
         gauge.inc();
         WatchGuard(gauge)
+    }
+
+    fn observe_storage(&self, operation: &str, start: Instant) {
+        let labels = OperationLabels {
+            operation: operation.to_owned(),
+        };
+        self.storage_latency
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+    }
+
+    /// Records how many objects the watch cache holds for a resource.
+    pub fn set_cache_objects(&self, resource: &str, objects: usize) {
+        let labels = ResourceLabels {
+            resource: resource.to_owned(),
+        };
+        self.cache_objects
+            .get_or_create(&labels)
+            .set(objects as i64);
     }
 
     /// The text exposition of every metric.
@@ -149,6 +205,57 @@ impl RequestTimer<'_> {
             })
             .inc();
         elapsed
+    }
+}
+
+/// A storage backend whose operations are timed into [`Metrics`].
+pub struct MeteredStorage {
+    inner: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStorage {
+    pub fn new(inner: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Self {
+        MeteredStorage { inner, metrics }
+    }
+
+    async fn timed<T>(&self, operation: &str, call: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = call.await;
+        self.metrics.observe_storage(operation, start);
+        out
+    }
+}
+
+#[async_trait]
+impl Storage for MeteredStorage {
+    async fn create(&self, key: &str, value: Bytes) -> StorageResult<KeyValue> {
+        self.timed("create", self.inner.create(key, value)).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Option<KeyValue>> {
+        self.timed("get", self.inner.get(key)).await
+    }
+    async fn list(&self, request: ListRequest) -> StorageResult<ListResponse> {
+        self.timed("list", self.inner.list(request)).await
+    }
+    async fn update(&self, key: &str, expected: Revision, value: Bytes) -> StorageResult<KeyValue> {
+        self.timed("update", self.inner.update(key, expected, value))
+            .await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> StorageResult<KeyValue> {
+        self.timed("delete", self.inner.delete(key, expected)).await
+    }
+    async fn watch(&self, prefix: &str, after: Revision) -> StorageResult<WatchStream> {
+        self.inner.watch(prefix, after).await
+    }
+    fn current_revision(&self) -> Revision {
+        self.inner.current_revision()
+    }
+    fn compacted_revision(&self) -> Revision {
+        self.inner.compacted_revision()
+    }
+    async fn compact(&self, revision: Revision) -> StorageResult<()> {
+        self.timed("compact", self.inner.compact(revision)).await
     }
 }
 

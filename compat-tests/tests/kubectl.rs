@@ -1050,6 +1050,14 @@ fn metrics_count_requests_by_verb_resource_and_code() {
         "{text}"
     );
     assert!(
+        text.contains(r#"apiserver_storage_operation_duration_seconds_count{operation="create"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_watch_cache_objects{resource="core/namespaces"} 4"#),
+        "{text}"
+    );
+    assert!(
         text.contains("apiserver_current_inflight_requests 1"),
         "the /metrics request itself is in flight: {text}"
     );

@@ -48,7 +48,7 @@ pub struct ApiServer {
     pub openapi: openapi::OpenApiDocs,
     /// Watches without `timeoutSeconds` end after this long (kubectl `get -w` exits then).
     pub default_watch_timeout: Duration,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -220,6 +220,17 @@ where
             "/version" => return Ok(json_value(StatusCode::OK, &crate::version::info())),
             "/healthz" | "/livez" | "/readyz" => return Ok(health(trimmed, &query)),
             "/metrics" => {
+                let sizes = server
+                    .store
+                    .watch_cache()
+                    .map(|c| c.sizes())
+                    .unwrap_or_default();
+                for (prefix, objects) in sizes {
+                    let resource = prefix
+                        .trim_start_matches("/registry/")
+                        .trim_end_matches('/');
+                    server.metrics.set_cache_objects(resource, objects);
+                }
                 let mut resp = text_response(StatusCode::OK, server.metrics.encode());
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -259,6 +259,11 @@ impl GenericStore {
         &self.storage
     }
 
+    /// The watch cache in front of storage, if any.
+    pub fn watch_cache(&self) -> Option<&Arc<WatchCache>> {
+        self.cache.as_ref()
+    }
+
     /// Checks apiVersion/kind, decodes through the typed struct and applies fieldValidation.
     fn decode_typed(
         &self,

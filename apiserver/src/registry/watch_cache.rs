@@ -123,6 +123,20 @@ impl WatchCache {
             .cloned()
     }
 
+    /// How many objects each resource prefix holds.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        let caches = self.caches.read().expect("cache map lock");
+        caches
+            .iter()
+            .map(|(prefix, cache)| {
+                (
+                    prefix.clone(),
+                    cache.state.read().expect("cache lock").objects.len(),
+                )
+            })
+            .collect()
+    }
+
     /// The last applied revision.
     pub fn applied(&self) -> Revision {
         *self.applied.borrow()
