@@ -350,3 +350,35 @@ async fn a_watcher_that_falls_behind_is_closed_with_410_never_skipped() {
         .unwrap();
     assert_eq!(page.items.len(), 9000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_right_after_a_write_starts_from_a_state_that_holds_it() {
+    let f = fixture().await;
+    for i in 0..50 {
+        create(&f, &format!("w{i:02}"), json!({})).await;
+        let mut stream = f
+            .store
+            .watch(
+                configmaps(),
+                Some("default".into()),
+                None,
+                LabelSelector::default(),
+                FieldSelector::default(),
+            )
+            .await
+            .unwrap();
+        let mut initial = 0;
+        loop {
+            match next(&mut stream).await {
+                WatchItem::Added(_) => initial += 1,
+                WatchItem::InitialEnd(_) => break,
+                other => panic!("unexpected {:?}", name_of(&other)),
+            }
+        }
+        assert_eq!(
+            initial,
+            i + 1,
+            "the initial state after write {i} missed it"
+        );
+    }
+}

@@ -875,7 +875,14 @@ impl GenericStore {
             Some(ns) => format!("{}{ns}/", r.key_prefix()),
             None => r.key_prefix(),
         };
-        if let Some(cache) = &self.cache
+        // The initial state must hold every acknowledged write, as a consistent list does.
+        let cache_ready = match (&self.cache, from) {
+            (Some(cache), None) => cache.wait_for(self.storage.current_revision()).await,
+            (Some(_), Some(_)) => true,
+            (None, _) => false,
+        };
+        if cache_ready
+            && let Some(cache) = &self.cache
             && let Some(resource) = cache.resource(&r.key_prefix())
         {
             let applied = cache.applied();
