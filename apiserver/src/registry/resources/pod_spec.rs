@@ -3,21 +3,9 @@
 
 use serde_json::{Value, json};
 
+use super::set_default;
 use crate::endpoints::status_error::FieldError;
 use crate::registry::validation::dns_label_errors;
-
-fn set_default(obj: &mut Value, key: &str, value: Value) {
-    if let Some(map) = obj.as_object_mut() {
-        let absent = match map.get(key) {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.is_empty(),
-            _ => false,
-        };
-        if absent {
-            map.insert(key.to_owned(), value);
-        }
-    }
-}
 
 /// `Always` for `:latest` or untagged images, else `IfNotPresent`.
 fn pull_policy_for(image: &str) -> &'static str {
