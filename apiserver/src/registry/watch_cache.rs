@@ -305,8 +305,9 @@ impl ResourceCache {
         compacted: Revision,
         matches: impl Fn(&Value) -> bool + Send + Sync + 'static,
     ) -> Option<BoxStream<'static, WatchItem>> {
+        let matches: Arc<dyn Fn(&Value) -> bool + Send + Sync> = Arc::new(matches);
         let state = self.state.read().expect("cache lock");
-        let mut live = state.events.subscribe();
+        let live = state.events.subscribe();
         let mut replay: Vec<WatchItem> = Vec::new();
         let start = match from {
             None => {
@@ -329,7 +330,7 @@ impl ResourceCache {
                     .iter()
                     .filter(|e| e.revision > from && e.key.starts_with(&prefix))
                 {
-                    if let Some(item) = convert(event, &matches) {
+                    if let Some(item) = convert(event, matches.as_ref()) {
                         replay.push(item);
                     }
                 }
@@ -337,36 +338,34 @@ impl ResourceCache {
             }
         };
         drop(state);
-        let live = async_stream(move |tx| async move {
-            loop {
-                match live.recv().await {
-                    Ok(event) => {
-                        if event.revision <= start || !event.key.starts_with(&prefix) {
-                            continue;
+        // Pulled by the consumer; a lagging or reset channel ends the watch with 410.
+        let live = futures::stream::unfold((live, false), move |(mut rx, done)| {
+            let prefix = prefix.clone();
+            let matches = matches.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let error = match rx.recv().await {
+                        Ok(event) => {
+                            if event.revision <= start || !event.key.starts_with(&prefix) {
+                                continue;
+                            }
+                            match convert(&event, matches.as_ref()) {
+                                Some(item) => return Some((item, (rx, false))),
+                                None => continue,
+                            }
                         }
-                        if let Some(item) = convert(&event, &matches)
-                            && tx.send(item).await.is_err()
-                        {
-                            return;
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            debug!(%prefix, missed, "closing a watch that fell behind");
+                            "the watch fell behind and was closed; list again"
                         }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        debug!(%prefix, missed, "closing a watch that fell behind");
-                        let _ = tx
-                            .send(WatchItem::Error(ApiError::expired(
-                                "the watch fell behind and was closed; list again",
-                            )))
-                            .await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        let _ = tx
-                            .send(WatchItem::Error(ApiError::expired(
-                                "the watch cache was reset; list again",
-                            )))
-                            .await;
-                        return;
-                    }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            "the watch cache was reset; list again"
+                        }
+                    };
+                    return Some((WatchItem::Error(ApiError::expired(error)), (rx, true)));
                 }
             }
         });
@@ -374,7 +373,7 @@ impl ResourceCache {
     }
 }
 
-fn convert(event: &CachedEvent, matches: &impl Fn(&Value) -> bool) -> Option<WatchItem> {
+fn convert(event: &CachedEvent, matches: &dyn Fn(&Value) -> bool) -> Option<WatchItem> {
     let prev_matched = event.prev.as_deref().is_some_and(matches);
     let obj = || event.object.as_ref().clone();
     match event.kind {
@@ -385,28 +384,5 @@ fn convert(event: &CachedEvent, matches: &impl Fn(&Value) -> bool) -> Option<Wat
             (true, false) => Some(WatchItem::Deleted(obj())),
             (false, false) => None,
         },
-    }
-}
-
-/// A stream fed by a producer task; the task stops when the stream is dropped.
-fn async_stream<F, Fut>(producer: F) -> BoxStream<'static, WatchItem>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<WatchItem>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::spawn(producer(tx));
-    let guard = AbortOnDrop(task.abort_handle());
-    futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        rx.recv().await.map(|item| (item, (rx, guard)))
-    })
-    .boxed()
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -12,7 +12,7 @@
 //! to one batch, commits it and fsyncs the journal once (group commit), and only then answers the
 //! callers and publishes the events. An acknowledged write has therefore reached the disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -677,7 +677,7 @@ impl Storage for EmbeddedStorage {
     async fn watch(&self, prefix: &str, after: Revision) -> StorageResult<WatchStream> {
         self.check_readable(after)?;
         // Subscribe before reading history so nothing falls between the two.
-        let mut live = self.inner.events.subscribe();
+        let live = self.inner.events.subscribe();
         let upto = self.inner.current.load(Ordering::SeqCst);
         let history = if after < upto {
             let kv = self.inner.kv.clone();
@@ -692,30 +692,44 @@ impl Storage for EmbeddedStorage {
         self.check_readable(after)?;
         let prefix = prefix.to_owned();
         let floor = after.max(upto);
-        let live = async_stream(move |tx| async move {
-            loop {
-                match live.recv().await {
-                    Ok(batch) => {
-                        for event in batch.iter() {
-                            if event.revision() > floor
-                                && event.kv.key.starts_with(&prefix)
-                                && tx.send(Ok(event.clone())).await.is_err()
-                            {
-                                return;
+        // Pulled by the consumer: a batch's matching events are handed out one by one, and a
+        // lagging or closed channel ends the stream with its error.
+        let pending: VecDeque<Event> = VecDeque::new();
+        let live = futures::stream::unfold(
+            (live, pending, false),
+            move |(mut rx, mut pending, done)| {
+                let prefix = prefix.clone();
+                async move {
+                    loop {
+                        if let Some(event) = pending.pop_front() {
+                            return Some((Ok(event), (rx, pending, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match rx.recv().await {
+                            Ok(batch) => pending.extend(
+                                batch
+                                    .iter()
+                                    .filter(|e| {
+                                        e.revision() > floor && e.kv.key.starts_with(&prefix)
+                                    })
+                                    .cloned(),
+                            ),
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                return Some((
+                                    Err(StorageError::WatcherLagged),
+                                    (rx, pending, true),
+                                ));
+                            }
+                            Err(broadcast::error::RecvError::Closed) => {
+                                return Some((Err(StorageError::Closed), (rx, pending, true)));
                             }
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(StorageError::WatcherLagged)).await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        let _ = tx.send(Err(StorageError::Closed)).await;
-                        return;
-                    }
                 }
-            }
-        });
+            },
+        );
         Ok(Box::pin(
             futures::stream::iter(history.into_iter().map(Ok)).chain(live),
         ))
@@ -732,37 +746,6 @@ impl Storage for EmbeddedStorage {
     async fn compact(&self, revision: Revision) -> StorageResult<()> {
         self.submit(Op::Compact { revision }).await.map(|_| ())
     }
-}
-
-/// A stream fed by a producer future through a small channel; the producer stops when the
-/// consumer drops the stream.
-fn async_stream<F, Fut>(producer: F) -> impl futures::Stream<Item = StorageResult<Event>> + Send
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<StorageResult<Event>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::spawn(producer(tx));
-    let abort = task.abort_handle();
-    let guard = AbortOnDrop(abort);
-    tokio_stream_from(rx, guard)
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn tokio_stream_from(
-    rx: tokio::sync::mpsc::Receiver<StorageResult<Event>>,
-    guard: AbortOnDrop,
-) -> impl futures::Stream<Item = StorageResult<Event>> + Send {
-    futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        rx.recv().await.map(|item| (item, (rx, guard)))
-    })
 }
 
 fn replay(
