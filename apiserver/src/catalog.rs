@@ -9,6 +9,9 @@
 pub struct CatalogMessage {
     /// Normalized qualified name, e.g. `io.k8s.api.core.v1.podspec`.
     pub name: &'static str,
+    /// The Go type is `+structType=atomic` (or `+mapType=atomic`): replaced as a whole by
+    /// server-side apply, never merged field by field.
+    pub atomic: bool,
     pub fields: &'static [CatalogField],
 }
 
@@ -97,6 +100,15 @@ mod tests {
             .unwrap();
         assert_eq!(ports.patch_merge_key, "containerPort");
         assert_eq!(ports.list_map_keys, ["containerPort", "protocol"]);
+    }
+
+    #[test]
+    fn type_level_atomic_markers_are_kept() {
+        let selector = message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector").unwrap();
+        assert!(selector.atomic);
+        assert!(message("io.k8s.api.core.v1.NodeSelector").unwrap().atomic);
+        assert!(!message("io.k8s.api.core.v1.PodSpec").unwrap().atomic);
+        assert!(!message("io.k8s.api.apps.v1.DeploymentSpec").unwrap().atomic);
     }
 
     #[test]

@@ -103,19 +103,115 @@ async fn broken_bodies_paths_and_names_get_status_errors_and_store_nothing() {
     )
     .await;
     assert_eq!((status, value["reason"].as_str()), (404, Some("NotFound")));
-    // Server-side apply is refused as such, even for an absent object.
+    // Server-side apply: the bad requests a client can make, each refused with its Status and
+    // nothing stored.
+    let apply = "application/apply-patch+yaml";
+    let good = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied}\ndata: {a: b}\n";
+    for (what, url, content_type, body, code, reason) in [
+        (
+            "apply without a field manager",
+            format!("{cms}/applied"),
+            apply,
+            good.to_vec(),
+            422,
+            "Invalid",
+        ),
+        (
+            "force on a merge patch",
+            format!("{cms}/applied?force=true&fieldManager=t"),
+            "application/merge-patch+json",
+            b"{}".to_vec(),
+            422,
+            "Invalid",
+        ),
+        (
+            "apply of a list",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"- a\n- b\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply of broken YAML",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"a: [b\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply without apiVersion",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"kind: ConfigMap\nmetadata: {name: applied}\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply of another kind",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: applied}\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply of an undeclared field",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied}\ndatum: {a: b}\n".to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply carrying managedFields",
+            format!("{cms}/applied?fieldManager=t"),
+            apply,
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied, managedFields: []}\n"
+                .to_vec(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "apply with another name",
+            format!("{cms}/other?fieldManager=t"),
+            apply,
+            good.to_vec(),
+            400,
+            "BadRequest",
+        ),
+    ] {
+        let (status, value) = send(&client, "PATCH", &url, content_type, body).await;
+        assert_eq!(
+            (status, value["reason"].as_str()),
+            (code, Some(reason)),
+            "{what}: {value}"
+        );
+        assert_eq!(value["kind"], "Status", "{what}");
+    }
+    for name in ["applied", "other"] {
+        let (status, _) = send(
+            &client,
+            "GET",
+            &format!("{cms}/{name}"),
+            "application/json",
+            vec![],
+        )
+        .await;
+        assert_eq!(status, 404, "a refused apply stored nothing");
+    }
+    // The same YAML with a field manager creates the object.
     let (status, value) = send(
         &client,
         "PATCH",
-        &format!("{cms}/absent?fieldManager=test"),
-        "application/apply-patch+yaml",
-        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: absent}\n".to_vec(),
+        &format!("{cms}/applied?fieldManager=t"),
+        apply,
+        good.to_vec(),
     )
     .await;
-    assert_eq!(
-        (status, value["reason"].as_str()),
-        (415, Some("UnsupportedMediaType"))
-    );
+    assert_eq!(status, 201, "{value}");
+    assert_eq!(value["metadata"]["managedFields"][0]["operation"], "Apply");
     let (status, value) = send(
         &client,
         "GET",

@@ -1406,3 +1406,174 @@ fn a_service_turned_external_name_and_back_releases_and_regains_a_cluster_ip() {
             .contains(&again)
     );
 }
+
+#[test]
+fn server_side_apply_owns_fields_reports_conflicts_and_upgrades_client_side_apply() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("ssa-{}", v.replace('.', "-"));
+        let file = write(
+            &cluster,
+            "ssa.yaml",
+            &deployment_manifest(&name, "nginx:1.26", 2),
+        );
+        assert_eq!(
+            cluster
+                .kubectl(v, &["apply", "--server-side", "-f", &file])
+                .ok()
+                .trim(),
+            format!("deployment.apps/{name} serverside-applied")
+        );
+        let managers = |cluster: &TestCluster| {
+            cluster
+                .kubectl(v, &["get", "deploy", &name, "-o", "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource} {end}"])
+                .ok()
+        };
+        assert_eq!(managers(&cluster).trim(), "kubectl/Apply/");
+        let owned = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "deploy",
+                    &name,
+                    "--show-managed-fields",
+                    "-o",
+                    "jsonpath={.metadata.managedFields[0].fieldsV1.f:spec}",
+                ],
+            )
+            .ok();
+        assert!(owned.contains("\"f:replicas\":{}"), "{owned}");
+        assert!(
+            owned.contains("\"k:{\\\"name\\\":\\\"app\\\"}\""),
+            "{owned}"
+        );
+
+        // Another manager takes replicas; applying a different count is then a conflict.
+        cluster
+            .kubectl(v, &["scale", "deploy", &name, "--replicas=5"])
+            .ok();
+        assert!(
+            managers(&cluster).contains("/Update/scale"),
+            "{}",
+            managers(&cluster)
+        );
+        let file = write(
+            &cluster,
+            "ssa.yaml",
+            &deployment_manifest(&name, "nginx:1.26", 3),
+        );
+        let err = cluster
+            .kubectl(v, &["apply", "--server-side", "-f", &file])
+            .fails();
+        assert!(err.contains("Apply failed with 1 conflict"), "{err}");
+        assert!(err.contains(".spec.replicas"), "{err}");
+        assert!(err.contains("--force-conflicts"), "{err}");
+        let replicas = |cluster: &TestCluster| {
+            cluster
+                .kubectl(
+                    v,
+                    &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"],
+                )
+                .ok()
+        };
+        assert_eq!(replicas(&cluster), "5", "a refused apply changes nothing");
+        // Applying the value the other manager set is shared ownership, not a conflict.
+        let same = write(
+            &cluster,
+            "same.yaml",
+            &deployment_manifest(&name, "nginx:1.26", 5),
+        );
+        cluster
+            .kubectl(v, &["apply", "--server-side", "-f", &same])
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &["apply", "--server-side", "--force-conflicts", "-f", &file],
+            )
+            .ok();
+        assert_eq!(replicas(&cluster), "3");
+        assert!(
+            !managers(&cluster).contains("/Update/scale"),
+            "forcing took replicas from the scaler: {}",
+            managers(&cluster)
+        );
+
+        // Dry runs and diffs leave the object alone; diff exits 1 when there are differences.
+        let newer = write(
+            &cluster,
+            "newer.yaml",
+            &deployment_manifest(&name, "nginx:1.27", 3),
+        );
+        let dry = cluster
+            .kubectl(
+                v,
+                &["apply", "--server-side", "--dry-run=server", "-f", &newer],
+            )
+            .ok();
+        assert!(dry.contains("(server dry run)"), "{dry}");
+        assert_eq!(
+            cluster
+                .kubectl(v, &["diff", "--server-side", "-f", &file])
+                .output
+                .status
+                .code(),
+            Some(0)
+        );
+        let diff = cluster.kubectl(v, &["diff", "--server-side", "-f", &newer]);
+        assert_eq!(diff.output.status.code(), Some(1), "{}", diff.stderr());
+        assert!(
+            diff.stdout().contains("+      - image: nginx:1.27"),
+            "{}",
+            diff.stdout()
+        );
+        let image = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "deploy",
+                    &name,
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                ],
+            )
+            .ok();
+        assert_eq!(image, "nginx:1.26");
+
+        // Client-side apply first, then server-side with a changed manifest: kubectl upgrades
+        // the ownership of the client-side manager instead of conflicting with it.
+        let csa = format!("csa-{}", v.replace('.', "-"));
+        let file = write(
+            &cluster,
+            "csa.yaml",
+            &deployment_manifest(&csa, "nginx:1.26", 1),
+        );
+        cluster.kubectl(v, &["apply", "-f", &file]).ok();
+        let diff = cluster.kubectl(v, &["diff", "-f", &file]);
+        assert_eq!(diff.output.status.code(), Some(0), "{}", diff.stderr());
+        let file = write(
+            &cluster,
+            "csa.yaml",
+            &deployment_manifest(&csa, "nginx:1.26", 4),
+        );
+        assert_eq!(
+            cluster
+                .kubectl(v, &["diff", "-f", &file])
+                .output
+                .status
+                .code(),
+            Some(1)
+        );
+        cluster
+            .kubectl(v, &["apply", "--server-side", "-f", &file])
+            .ok();
+        let after = cluster
+            .kubectl(v, &["get", "deploy", &csa, "-o", "jsonpath={.spec.replicas} {range .metadata.managedFields[*]}{.manager}/{.operation} {end}"])
+            .ok();
+        assert!(after.starts_with("4 "), "{after}");
+        assert!(after.contains("kubectl/Apply"), "{after}");
+        assert!(!after.contains("kubectl-client-side-apply"), "{after}");
+    }
+}

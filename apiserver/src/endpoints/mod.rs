@@ -24,8 +24,10 @@ use serde_json::{Value, json};
 
 use crate::authn::UserInfo;
 use crate::registry::generic_store::{
-    FieldValidation, GenericStore, ListOptions, UpdateScope, WriteOptions, parse_resource_version,
+    FieldValidation, GenericStore, ListOptions, Ownership, UpdateScope, WriteOptions, Written,
+    parse_resource_version,
 };
+use crate::registry::managed_fields;
 use crate::registry::printers;
 use crate::registry::resource_table::{self, ResourceDef, Subresource};
 use crate::registry::selectors::{FieldSelector, LabelSelector};
@@ -410,6 +412,57 @@ where
     Ok(collected.freeze())
 }
 
+/// `fieldManager`, or else the first part of the User-Agent, as the real server names
+/// writers that do not say.
+fn field_manager(
+    query: &Query,
+    headers: &HeaderMap,
+    options_kind: &str,
+) -> Result<String, ApiError> {
+    let manager = match query.non_empty("fieldManager") {
+        Some(m) => m.to_owned(),
+        None => header_str(headers, header::USER_AGENT)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect(),
+    };
+    let problem = if manager.len() > 128 {
+        Some(status_error::FieldError {
+            reason: "FieldValueTooLong",
+            field: "fieldManager".into(),
+            detail: "Too long: may not be more than 128 bytes".into(),
+        })
+    } else if manager.chars().any(char::is_control) {
+        Some(status_error::FieldError::invalid(
+            "fieldManager",
+            &json!(manager),
+            "must only contain printable characters",
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(e) => Err(ApiError::invalid(options_kind, "meta.k8s.io", "", &[e])),
+        None => Ok(manager),
+    }
+}
+
+/// The write options of a create, update or patch, with the writer's field manager.
+fn writer_options(
+    query: &Query,
+    headers: &HeaderMap,
+    options_kind: &str,
+) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        field_manager: Some(field_manager(query, headers, options_kind)?),
+        ..write_options(query)?
+    })
+}
+
 fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     let dry_run = match query.all("dryRun").as_slice() {
         [] => false,
@@ -423,6 +476,7 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions {
         dry_run,
         field_validation: FieldValidation::parse(query.non_empty("fieldValidation"))?,
+        ..WriteOptions::default()
     })
 }
 
@@ -542,27 +596,10 @@ where
         }
         ("create", None) => {
             let ns = require_namespace(r, namespace)?;
-            let opts = write_options(&query)?;
+            let opts = writer_options(&query, &headers, "CreateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
             let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
-            ensure_namespace_exists(store, r, ns).await?;
-            let allocates = r.plural == "services" && !opts.dry_run;
-            let mut body = body;
-            if allocates {
-                server
-                    .service_ips
-                    .allocate(ns.unwrap_or(""), &mut body)
-                    .await?;
-            }
-            let written = match store.create(r, ns, body.clone(), &opts).await {
-                Ok(written) => written,
-                Err(e) => {
-                    if allocates {
-                        server.service_ips.release(&body).await;
-                    }
-                    return Err(e);
-                }
-            };
+            let written = create_object(server, r, ns, body, &opts).await?;
             Ok(encode(
                 StatusCode::CREATED,
                 representation::object(r, written.object, output, include),
@@ -588,7 +625,7 @@ where
             ))
         }
         ("update", None | Some(Subresource::Status)) => {
-            let opts = write_options(&query)?;
+            let opts = writer_options(&query, &headers, "UpdateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
             let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
             let scope = if subresource.is_some() {
@@ -613,27 +650,51 @@ where
                 negotiation::body_format(content_type.as_deref())?,
                 &read_body(req.into_body()).await?,
             )?;
-            update_scale(store, r, namespace, name, &query, |_| Ok(body.clone()))
+            let opts = WriteOptions {
+                subresource: "scale",
+                ..writer_options(&query, &headers, "UpdateOptions")?
+            };
+            update_scale(store, r, namespace, name, &opts, |_| Ok(body.clone()))
                 .await
                 .map(|v| encode(StatusCode::OK, v, &[]))
         }
         ("patch", sub) => {
             let patch_type = patch::PatchType::from_content_type(content_type.as_deref())?;
             let body = read_body(req.into_body()).await?;
+            let mut opts = writer_options(&query, &headers, "PatchOptions")?;
+            let force = patch_force(&query, patch_type)?;
             if patch_type == patch::PatchType::Apply {
-                // Refused before any lookup, so an absent object does not read as NotFound.
-                return Err(patch::apply_unsupported(&body));
+                if query.non_empty("fieldManager").is_none() {
+                    // The User-Agent stand-in does not count: an applier must name itself.
+                    return Err(ApiError::invalid(
+                        "PatchOptions",
+                        "meta.k8s.io",
+                        "",
+                        &[status_error::FieldError::required(
+                            "fieldManager",
+                            "is required for apply patch",
+                        )],
+                    ));
+                }
+                let config = patch::decode_apply(&body)?;
+                let (status, object) =
+                    apply_object(server, r, namespace, name, sub, &opts, config, force).await?;
+                return Ok(encode(
+                    status,
+                    representation::object(r, object.object, output, include),
+                    &object.warnings,
+                ));
             }
             let schema = (r.types.schema_name)();
             if sub == Some(Subresource::Scale) {
                 let scale_schema = "io.k8s.api.autoscaling.v1.Scale";
-                return update_scale(store, r, namespace, name, &query, |scale| {
+                opts.subresource = "scale";
+                return update_scale(store, r, namespace, name, &opts, |scale| {
                     patch::apply_patch(patch_type, scale, &body, scale_schema)
                 })
                 .await
                 .map(|v| encode(StatusCode::OK, v, &[]));
             }
-            let opts = write_options(&query)?;
             let scope = if sub == Some(Subresource::Status) {
                 UpdateScope::Status
             } else {
@@ -728,6 +789,143 @@ where
             info.verb, info.path
         ))),
     }
+}
+
+/// Creates an object, allocating a Service's addresses first (and releasing them if the
+/// create fails).
+async fn create_object(
+    server: &ApiServer,
+    r: &'static ResourceDef,
+    ns: Option<&str>,
+    mut body: Value,
+    opts: &WriteOptions,
+) -> Result<Written, ApiError> {
+    let store = &server.store;
+    ensure_namespace_exists(store, r, ns).await?;
+    let allocates = r.plural == "services" && !opts.dry_run;
+    if allocates {
+        server
+            .service_ips
+            .allocate(ns.unwrap_or(""), &mut body)
+            .await?;
+    }
+    match store.create(r, ns, body.clone(), opts).await {
+        Ok(written) => Ok(written),
+        Err(e) => {
+            if allocates {
+                server.service_ips.release(&body).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `force` is for apply patches only.
+fn patch_force(query: &Query, patch_type: patch::PatchType) -> Result<bool, ApiError> {
+    let force = match query.non_empty("force") {
+        None => return Ok(false),
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "force must be true or false; got {other:?}"
+            )));
+        }
+    };
+    let problem = if patch_type != patch::PatchType::Apply {
+        Some(status_error::FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ))
+    } else {
+        None
+    };
+    if let Some(e) = problem {
+        return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[e]));
+    }
+    Ok(force)
+}
+
+/// Server-side apply: onto the live object, or a create when there is none. Returns the
+/// answer's status code with the written object.
+#[allow(clippy::too_many_arguments)] // reason: every input of one apply, named
+async fn apply_object(
+    server: &Arc<ApiServer>,
+    r: &'static ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    sub: Option<Subresource>,
+    opts: &WriteOptions,
+    config: Value,
+    force: bool,
+) -> Result<(StatusCode, Written), ApiError> {
+    let scope = match sub {
+        None => UpdateScope::Main,
+        Some(Subresource::Status) => UpdateScope::Status,
+        Some(other) => {
+            return Err(ApiError::method_not_allowed(format!(
+                "server-side apply is not supported on the {} subresource",
+                other.name()
+            )));
+        }
+    };
+    let store = &server.store;
+    for _ in 0..4 {
+        match store
+            .apply(r, namespace, name, scope, opts, &config, force)
+            .await
+        {
+            Ok(mut written) => {
+                if r.plural == "services" && scope == UpdateScope::Main && !opts.dry_run {
+                    written.object =
+                        reconcile_service(server, r, namespace, written.object).await?;
+                }
+                return Ok((StatusCode::OK, written));
+            }
+            Err(e) if e.code == 404 && scope == UpdateScope::Main => {}
+            Err(e) => return Err(e),
+        }
+        let writer = managed_fields::Writer {
+            manager: opts.field_manager.clone().unwrap_or_default(),
+            subresource: "",
+            api_version: r.api_version(),
+        };
+        let mut object = managed_fields::apply(
+            r,
+            None,
+            &config,
+            &writer,
+            force,
+            managed_fields::Scope::Main {
+                has_status: r.strategy.has_status(),
+            },
+        )?;
+        match object["metadata"]["name"].as_str() {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => object["metadata"]["name"] = json!(name),
+        }
+        let ns = require_namespace(r, namespace)?;
+        let applied = WriteOptions {
+            ownership: Ownership::Applied,
+            ..opts.clone()
+        };
+        match create_object(server, r, ns, object, &applied).await {
+            Ok(written) => return Ok((StatusCode::CREATED, written)),
+            // Created meanwhile: apply onto it.
+            Err(e) if e.code == 409 && e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        r.plural,
+        r.group,
+        name,
+        "the object kept changing during server-side apply; try again",
+    ))
 }
 
 /// Brings a Service's addresses in line with an update (see `ServiceAllocator::reconcile_update`).
@@ -857,15 +1055,14 @@ async fn update_scale<F>(
     r: &'static ResourceDef,
     namespace: Option<&str>,
     name: &str,
-    query: &Query,
+    opts: &WriteOptions,
     mut new_scale: F,
 ) -> Result<Value, ApiError>
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
-    let opts = write_options(query)?;
     let written = store
-        .guaranteed_update(r, namespace, name, UpdateScope::Main, &opts, |old| {
+        .guaranteed_update(r, namespace, name, UpdateScope::Main, opts, |old| {
             let scale = new_scale(&scale_of(r, old))?;
             let replicas = scale["spec"]["replicas"].as_i64().ok_or_else(|| {
                 ApiError::invalid(

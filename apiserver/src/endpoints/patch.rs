@@ -1,7 +1,8 @@
 //! The four patch types: JSON patch (RFC 6902) and merge patch (RFC 7386) through the
 //! `json-patch` crate, and strategic merge patch driven by the catalog's merge keys and
 //! strategies (`$patch`, `$retainKeys`, `$setElementOrder`, `$deleteFromPrimitiveList`).
-//! Server-side apply (`application/apply-patch+yaml`) is not served yet.
+//! Server-side apply (`application/apply-patch+yaml`) is only decoded here; the
+//! `managed_fields` module applies it.
 
 use serde_json::{Map, Value};
 
@@ -31,9 +32,7 @@ impl PatchType {
             Some("application/json-patch+json") => Ok(PatchType::Json),
             Some("application/merge-patch+json") => Ok(PatchType::Merge),
             Some("application/strategic-merge-patch+json") => Ok(PatchType::Strategic),
-            Some("application/apply-patch+yaml" | "application/apply-patch+cbor") => {
-                Ok(PatchType::Apply)
-            }
+            Some("application/apply-patch+yaml") => Ok(PatchType::Apply),
             _ => Err(ApiError::unsupported_media_type(ct.unwrap_or(""))),
         }
     }
@@ -85,20 +84,26 @@ pub fn apply_patch(
                     .unwrap_or(Value::Object(Map::new())),
             )
         }
-        PatchType::Apply => Err(apply_unsupported(body)),
+        // Apply is field-ownership aware; it never comes through here.
+        PatchType::Apply => Err(ApiError::bad_request(
+            "an apply patch must go through server-side apply",
+        )),
     }
 }
 
-/// Server-side apply is not served yet: 415 with that said, or 400 for an unreadable body.
-pub fn apply_unsupported(body: &[u8]) -> ApiError {
-    match decode_yaml(body) {
-        Err(unreadable) => unreadable,
-        Ok(_) => ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "server-side apply (application/apply-patch+yaml) is not supported by this server yet",
-        ),
+/// Reads an apply configuration: JSON, or YAML (400 when it is neither, or not an object).
+pub fn decode_apply(body: &[u8]) -> Result<Value, ApiError> {
+    let config = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v,
+        Err(_) => decode_yaml(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {}", e.message)))?,
+    };
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: an apply configuration must be an object",
+        ));
     }
+    Ok(config)
 }
 
 fn message_of(field_message: &str) -> Option<&'static CatalogMessage> {

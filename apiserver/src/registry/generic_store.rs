@@ -15,6 +15,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use crate::endpoints::status_error::{ApiError, FieldError};
+use crate::registry::managed_fields::{self, Scope, Writer};
 use crate::registry::resource_table::ResourceDef;
 use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::validation::validate_object_meta;
@@ -25,6 +26,22 @@ use crate::registry::watch_cache::WatchCache;
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// The field manager `managedFields` records the write under; `None` for the server's
+    /// own bookkeeping writes, which leave ownership as it is.
+    pub field_manager: Option<String>,
+    /// The subresource a main-resource write came through (`scale`), for its entry.
+    pub subresource: &'static str,
+    pub ownership: Ownership,
+}
+
+/// How a write's `managedFields` come about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// Computed here from what the write changed (operation `Update`).
+    #[default]
+    Track,
+    /// Already computed by server-side apply; stored as given.
+    Applied,
 }
 
 /// `fieldValidation`: what to do with unknown fields.
@@ -119,6 +136,31 @@ fn served(r: &ResourceDef, obj: Value) -> Value {
     match &r.conversion {
         Some(c) => (c.from_storage)(obj),
         None => obj,
+    }
+}
+
+/// Who `managedFields` credits a write to, if anyone: `requested` is the resource as the
+/// client addressed it (its API version is the entry's).
+fn writer_of(requested: &ResourceDef, opts: &WriteOptions, scope: UpdateScope) -> Option<Writer> {
+    if opts.ownership == Ownership::Applied || scope == UpdateScope::Binding {
+        return None;
+    }
+    Some(Writer {
+        manager: opts.field_manager.clone()?,
+        subresource: match scope {
+            UpdateScope::Status => "status",
+            _ => opts.subresource,
+        },
+        api_version: requested.api_version(),
+    })
+}
+
+fn ownership_scope(r: &ResourceDef, scope: UpdateScope) -> Scope {
+    match scope {
+        UpdateScope::Status => Scope::Status,
+        _ => Scope::Main {
+            has_status: r.strategy.has_status(),
+        },
     }
 }
 
@@ -371,6 +413,16 @@ impl GenericStore {
         }
         r.strategy.defaults(&mut obj);
         r.strategy.prepare_for_create(&mut obj);
+        if let Some(writer) = writer_of(requested, opts, UpdateScope::Main) {
+            let scope = ownership_scope(r, UpdateScope::Main);
+            managed_fields::track_update(
+                managed_fields::root_type(r),
+                None,
+                &mut obj,
+                &writer,
+                scope,
+            );
+        }
         let errs = self.validate(r, &obj);
         if !errs.is_empty() {
             return Err(self.invalid(r, &obj, &errs));
@@ -589,8 +641,18 @@ impl GenericStore {
                 }
                 None => body,
             };
-            let new =
-                self.prepare_update(r, namespace, name, body, &old, scope, opts, &mut warnings)?;
+            let writer = writer_of(requested, opts, scope);
+            let new = self.prepare_update(
+                r,
+                namespace,
+                name,
+                body,
+                &old,
+                scope,
+                opts,
+                writer.as_ref(),
+                &mut warnings,
+            )?;
             if new == old {
                 return Ok(Written {
                     object: served(requested, old),
@@ -652,6 +714,7 @@ impl GenericStore {
         old: &Value,
         scope: UpdateScope,
         opts: &WriteOptions,
+        writer: Option<&Writer>,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
         let mut new = self.decode_typed(r, body, opts.field_validation, warnings)?;
@@ -694,7 +757,18 @@ impl GenericStore {
                 UpdateScope::Binding => {}
                 UpdateScope::Status => {
                     let status = new.get("status").cloned();
+                    let managed = new["metadata"].get("managedFields").cloned();
                     let mut kept = old.clone();
+                    if opts.ownership == Ownership::Applied {
+                        match managed {
+                            Some(m) => kept["metadata"]["managedFields"] = m,
+                            None => {
+                                kept["metadata"]
+                                    .as_object_mut()
+                                    .map(|m| m.remove("managedFields"));
+                            }
+                        }
+                    }
                     match status {
                         Some(s) => kept["status"] = s,
                         None => {
@@ -733,6 +807,27 @@ impl GenericStore {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(generation);
         }
+        match writer {
+            Some(writer) => managed_fields::track_update(
+                managed_fields::root_type(r),
+                Some(old),
+                &mut new,
+                writer,
+                ownership_scope(r, scope),
+            ),
+            // Server bookkeeping and subresource writes cannot rewrite ownership.
+            None if opts.ownership == Ownership::Track => {
+                match old["metadata"].get("managedFields") {
+                    Some(m) => new["metadata"]["managedFields"] = m.clone(),
+                    None => {
+                        new["metadata"]
+                            .as_object_mut()
+                            .map(|m| m.remove("managedFields"));
+                    }
+                }
+            }
+            None => {}
+        }
         let mut errs = self.validate(r, &new);
         if scope == UpdateScope::Main {
             errs.extend(r.strategy.validate_update(&new, old));
@@ -741,6 +836,40 @@ impl GenericStore {
             return Err(self.invalid(r, &new, &errs));
         }
         Ok(new)
+    }
+
+    /// Server-side apply onto an existing object (404 when there is none: the caller then
+    /// creates it from [`managed_fields::apply`] over nothing, as a create).
+    #[allow(clippy::too_many_arguments)] // reason: every input of one apply, named
+    pub async fn apply(
+        &self,
+        r: &'static ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        scope: UpdateScope,
+        opts: &WriteOptions,
+        config: &Value,
+        force: bool,
+    ) -> Result<Written, ApiError> {
+        let manager = opts.field_manager.clone().unwrap_or_default();
+        let writer = Writer {
+            manager,
+            subresource: if scope == UpdateScope::Status {
+                "status"
+            } else {
+                opts.subresource
+            },
+            api_version: r.api_version(),
+        };
+        let applied = WriteOptions {
+            ownership: Ownership::Applied,
+            ..opts.clone()
+        };
+        let ownership = ownership_scope(r, scope);
+        self.guaranteed_update(r, namespace, name, scope, &applied, |live| {
+            managed_fields::apply(r, Some(live), config, &writer, force, ownership)
+        })
+        .await
     }
 
     /// Deletes an object. With finalizers it is only marked (`deletionTimestamp`) and the last

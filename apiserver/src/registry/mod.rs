@@ -4,6 +4,7 @@
 
 pub mod conversion;
 pub mod generic_store;
+pub mod managed_fields;
 pub mod printers;
 pub mod resource_table;
 pub mod resources;
