@@ -1,11 +1,13 @@
-"""The official Python `kubernetes` client against the server: CRUD, patch, list, watch, errors.
+"""The official Python `kubernetes` client against the server: CRUD, patch, list, watch, errors,
+and server-side apply through its dynamic client.
 
 Usage: smoke.py KUBECONFIG. Exits non-zero with a message on the first failure.
 """
 
+import json
 import sys
 
-from kubernetes import client, config, watch
+from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
 
@@ -69,7 +71,35 @@ def main(kubeconfig: str) -> None:
     assert made.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent"
     apps.delete_namespaced_deployment("py-web", ns)
     core.delete_namespaced_config_map("py-a", ns)
+    server_side_apply(ns)
     print("python client smoke: ok")
+
+
+def server_side_apply(ns: str) -> None:
+    """Apply creates, a second manager's change conflicts (409) until forced."""
+    dyn = dynamic.DynamicClient(client.ApiClient())
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+
+    def body(value: str) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "py-ssa"}, "data": {"k": value}}
+
+    made = dyn.server_side_apply(cms, body=body("1"), namespace=ns, field_manager="py-one")
+    assert made.data.k == "1", made.data
+    managers = [(m.manager, m.operation) for m in made.metadata.managedFields]
+    assert managers == [("py-one", "Apply")], managers
+    try:
+        dyn.server_side_apply(cms, body=body("2"), namespace=ns, field_manager="py-two")
+        raise AssertionError("a conflicting apply succeeded")
+    except ApiException as err:
+        assert err.status == 409, err.status
+        status = json.loads(err.body)
+        assert status["message"] == 'Apply failed with 1 conflict: conflict with "py-one": .data.k', status
+        assert status["details"]["causes"][0]["reason"] == "FieldManagerConflict", status
+    forced = dyn.server_side_apply(cms, body=body("2"), namespace=ns, field_manager="py-two", force_conflicts=True)
+    assert forced.data.k == "2", forced.data
+    core = client.CoreV1Api()
+    assert core.read_namespaced_config_map("py-ssa", ns).data == {"k": "2"}
+    core.delete_namespaced_config_map("py-ssa", ns)
 
 
 if __name__ == "__main__":

@@ -294,3 +294,181 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
         }
     }
 }
+
+#[tokio::test]
+async fn server_side_apply_with_conflicts_metadata_api_entry_and_dynamic_discovery() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{DynamicObject, GroupVersionKind};
+    use kube::discovery::Discovery;
+
+    let cluster = TestCluster::start().unwrap();
+    let client = cluster.client().await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let manifest = |replicas: i32, image: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "krs", "labels": {"app": "krs"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "krs"}},
+                "template": {"metadata": {"labels": {"app": "krs"}},
+                    "spec": {"containers": [{"name": "app", "image": image}]}}}
+        })
+    };
+
+    // Apply creates, then a second manager's different value conflicts until forced.
+    let created = deployments
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-owner"),
+            &Patch::Apply(manifest(2, "nginx")),
+        )
+        .await
+        .unwrap();
+    let entries = created.metadata.managed_fields.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].manager.as_deref(), Some("krs-owner"));
+    assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    let err = deployments
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-rival"),
+            &Patch::Apply(manifest(4, "nginx")),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"krs-owner\": .spec.replicas"
+    );
+    let causes = &status.details.as_ref().unwrap().causes;
+    assert_eq!(causes[0].reason, "FieldManagerConflict");
+    assert_eq!(causes[0].field, ".spec.replicas");
+    let forced = deployments
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-rival").force(),
+            &Patch::Apply(manifest(4, "nginx")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.spec.unwrap().replicas, Some(4));
+    // The first owner drops replicas from its configuration: the rival still owns the field,
+    // so it stays.
+    let mut without = manifest(0, "nginx");
+    without["spec"].as_object_mut().unwrap().remove("replicas");
+    let applied = deployments
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-owner"),
+            &Patch::Apply(without),
+        )
+        .await
+        .unwrap();
+    let spec = applied.spec.unwrap();
+    assert_eq!(spec.replicas, Some(4));
+    // The rival applied the same image, so the image is shared: changing it alone conflicts.
+    let err = deployments
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-owner"),
+            &Patch::Apply(manifest(4, "nginx:2")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.message.contains("containers[name=\"app\"].image")),
+        "{err:?}"
+    );
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("nginx")
+    );
+
+    // Metadata API: get, list and watch as PartialObjectMetadata.
+    let meta = deployments.get_metadata("krs").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("krs"));
+    assert_eq!(meta.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    let list = deployments
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let mut events = deployments
+        .watch_metadata(
+            &WatchParams::default(),
+            &list.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    deployments
+        .patch(
+            "krs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"seen": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    match events.next().await.unwrap().unwrap() {
+        WatchEvent::Modified(m) => {
+            assert_eq!(m.metadata.labels.unwrap()["seen"], "yes");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Api::entry: get-or-insert, modify, commit (create, then update).
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut entry = configmaps
+        .entry("entry")
+        .await
+        .unwrap()
+        .or_insert(|| configmap("entry", "1"));
+    entry.commit(&PostParams::default()).await.unwrap();
+    let mut entry = configmaps.entry("entry").await.unwrap().and_modify(|cm| {
+        cm.data.as_mut().unwrap().insert("k".into(), "2".into());
+    });
+    if let kube::api::entry::Entry::Occupied(occupied) = &mut entry {
+        occupied.commit(&PostParams::default()).await.unwrap();
+    } else {
+        panic!("the entry exists");
+    }
+    assert_eq!(
+        configmaps.get("entry").await.unwrap().data.unwrap()["k"],
+        "2"
+    );
+
+    // Dynamic API over aggregated discovery.
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (resource, caps) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+        .expect("deployments are discovered");
+    assert_eq!(resource.plural, "deployments");
+    assert!(caps.supports_operation(kube::discovery::verbs::PATCH));
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let object = dynamic.get("krs").await.unwrap();
+    assert_eq!(object.data["spec"]["replicas"], 4);
+    let patched = dynamic
+        .patch(
+            "krs",
+            &PatchParams::apply("krs-dynamic").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "krs"}, "spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data["spec"]["paused"], true);
+    let managers: Vec<String> = patched
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"krs-dynamic".to_owned()), "{managers:?}");
+}

@@ -14,7 +14,7 @@ fn python() -> PathBuf {
 }
 
 #[test]
-fn the_python_client_does_crud_patch_list_and_watch() {
+fn the_python_client_does_crud_patch_list_watch_and_server_side_apply() {
     let python = python();
     assert!(
         python.exists(),
