@@ -1577,3 +1577,220 @@ fn server_side_apply_owns_fields_reports_conflicts_and_upgrades_client_side_appl
         assert!(!after.contains("kubectl-client-side-apply"), "{after}");
     }
 }
+
+#[test]
+fn set_describe_events_get_all_explain_and_wait() {
+    let cluster = TestCluster::start().unwrap();
+    let kinds = write(
+        &cluster,
+        "kinds.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pv1}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /tmp/pv1}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: pvc1}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n---\napiVersion: v1\nkind: LimitRange\nmetadata: {name: lr1}\nspec: {limits: [{type: Container, default: {cpu: 100m}}]}\n---\napiVersion: v1\nkind: ReplicationController\nmetadata: {name: rc1}\nspec: {replicas: 1, selector: {app: rc1}, template: {metadata: {labels: {app: rc1}}, spec: {containers: [{name: c, image: busybox}]}}}\n",
+    );
+    cluster.kubectl("1.33", &["create", "-f", &kinds]).ok();
+    for v in KUBECTL_VERSIONS {
+        let n = v.replace('.', "-");
+        let (dep, pod) = (format!("set-{n}"), format!("pod-{n}"));
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "create",
+                    "deployment",
+                    &dep,
+                    "--image=nginx:1.26",
+                    "--port=80",
+                ],
+            )
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &["set", "image", &format!("deploy/{dep}"), "*=nginx:1.27"],
+            )
+            .ok();
+        cluster
+            .kubectl(v, &["set", "env", &format!("deploy/{dep}"), "MODE=test"])
+            .ok();
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "set",
+                    "resources",
+                    &format!("deploy/{dep}"),
+                    "--limits=cpu=200m,memory=128Mi",
+                ],
+            )
+            .ok();
+        let container = cluster
+            .kubectl(v, &["get", "deploy", &dep, "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].value} {.spec.template.spec.containers[0].resources.limits.memory} {.metadata.generation}"])
+            .ok();
+        assert_eq!(container, "nginx:1.27 test 128Mi 4");
+
+        // An event about a pod shows in describe and in `kubectl events`.
+        cluster.kubectl(v, &["run", &pod, "--image=busybox"]).ok();
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "create",
+                    "configmap",
+                    &format!("cm-{n}"),
+                    "--from-literal=a=b",
+                ],
+            )
+            .ok();
+        let uid = cluster
+            .kubectl(v, &["get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"])
+            .ok();
+        let event = write(
+            &cluster,
+            "event.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Event\nmetadata: {{name: {pod}.scheduled}}\ninvolvedObject: {{kind: Pod, apiVersion: v1, name: {pod}, namespace: default, uid: {uid}}}\nreason: Scheduled\nmessage: Successfully assigned default/{pod} to node-a\ntype: Normal\nsource: {{component: default-scheduler}}\ncount: 1\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n"
+            ),
+        );
+        cluster.kubectl(v, &["create", "-f", &event]).ok();
+        let described = cluster.kubectl(v, &["describe", "pod", &pod]).ok();
+        let events = described.split("Events:").nth(1).unwrap_or_default();
+        assert!(
+            events.contains("Scheduled") && events.contains("default-scheduler"),
+            "{described}"
+        );
+        let listed = cluster
+            .kubectl(v, &["events", "--for", &format!("pod/{pod}")])
+            .ok();
+        assert!(listed.contains(&format!("Pod/{pod}")), "{listed}");
+        assert!(listed.contains("Successfully assigned"), "{listed}");
+        for target in [
+            format!("deploy/{dep}"),
+            "service/kubernetes".into(),
+            format!("configmap/cm-{n}"),
+            "namespace/default".into(),
+            "node/node-a".into(),
+            "pv/pv1".into(),
+            "pvc/pvc1".into(),
+            "limitrange/lr1".into(),
+            "rc/rc1".into(),
+            "endpoints/kubernetes".into(),
+        ] {
+            let text = cluster.kubectl(v, &["describe", &target]).ok();
+            assert!(text.starts_with("Name:"), "describe {target}: {text}");
+        }
+
+        let all = cluster.kubectl(v, &["get", "all"]).ok();
+        for expected in [
+            format!("pod/{pod}"),
+            "service/kubernetes".into(),
+            format!("deployment.apps/{dep}"),
+        ] {
+            assert!(
+                all.contains(&expected),
+                "{expected} missing from get all:\n{all}"
+            );
+        }
+        let explained = cluster
+            .kubectl(v, &["explain", "deployment.spec.strategy", "--recursive"])
+            .ok();
+        assert!(explained.contains("maxSurge"), "{explained}");
+        assert!(explained.contains("rollingUpdate"), "{explained}");
+
+        // wait: a condition not met times out; met by a change, it returns.
+        let wait_replicas = "--for=jsonpath={.spec.replicas}=3";
+        let early = cluster
+            .kubectl(
+                v,
+                &[
+                    "wait",
+                    wait_replicas,
+                    &format!("deploy/{dep}"),
+                    "--timeout=1s",
+                ],
+            )
+            .fails();
+        assert!(early.contains("timed out"), "{early}");
+        let waiter = cluster.kubectl_spawn(
+            v,
+            &[
+                "wait",
+                wait_replicas,
+                &format!("deploy/{dep}"),
+                "--timeout=30s",
+            ],
+        );
+        cluster
+            .kubectl(v, &["scale", &format!("deploy/{dep}"), "--replicas=3"])
+            .ok();
+        let out = waiter.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("condition met"));
+
+        // wait --for=delete follows an object held by a finalizer until it is gone.
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "pod",
+                    &pod,
+                    "--type=merge",
+                    "-p",
+                    "{\"metadata\":{\"finalizers\":[\"test/hold\"]}}",
+                ],
+            )
+            .ok();
+        cluster
+            .kubectl(v, &["delete", "pod", &pod, "--wait=false"])
+            .ok();
+        let early = cluster
+            .kubectl(
+                v,
+                &[
+                    "wait",
+                    "--for=delete",
+                    &format!("pod/{pod}"),
+                    "--timeout=1s",
+                ],
+            )
+            .fails();
+        assert!(early.contains("timed out"), "{early}");
+        let waiter = cluster.kubectl_spawn(
+            v,
+            &[
+                "wait",
+                "--for=delete",
+                &format!("pod/{pod}"),
+                "--timeout=30s",
+            ],
+        );
+        cluster
+            .kubectl(
+                v,
+                &[
+                    "patch",
+                    "pod",
+                    &pod,
+                    "--type=json",
+                    "-p",
+                    "[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]",
+                ],
+            )
+            .ok();
+        let out = waiter.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            cluster
+                .kubectl(v, &["get", "pod", &pod])
+                .fails()
+                .contains("NotFound")
+        );
+    }
+}
