@@ -1794,3 +1794,69 @@ fn set_describe_events_get_all_explain_and_wait() {
         );
     }
 }
+
+#[test]
+fn field_validation_reports_unknown_and_duplicate_fields_as_asked() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let n = v.replace('.', "-");
+        // kubectl re-encodes manifests, so the repeated key goes through --raw as written.
+        let body = |name: &str| {
+            format!(
+                "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"{name}\"}},\"data\":{{\"a\":\"1\",\"a\":\"2\"}},\"bogus\":true}}"
+            )
+        };
+        let create = |name: &str, validation: &str| {
+            let file = write(&cluster, "dup.json", &body(name));
+            let url = format!("/api/v1/namespaces/default/configmaps?fieldValidation={validation}");
+            cluster.kubectl(v, &["create", "--raw", &url, "-f", &file])
+        };
+        let strict = create(&format!("strict-{n}"), "Strict").fails();
+        assert!(
+            strict.contains(
+                "BadRequest): strict decoding error: unknown field \"bogus\", duplicate field \"data.a\""
+            ),
+            "{strict}"
+        );
+        let warned = create(&format!("warn-{n}"), "Warn");
+        warned.ok();
+        assert!(
+            warned.stderr().contains("Warning: unknown field \"bogus\""),
+            "{}",
+            warned.stderr()
+        );
+        assert!(
+            warned
+                .stderr()
+                .contains("Warning: duplicate field \"data.a\""),
+            "{}",
+            warned.stderr()
+        );
+        let ignored = create(&format!("ignore-{n}"), "Ignore");
+        ignored.ok();
+        assert!(
+            !ignored.stderr().contains("Warning"),
+            "{}",
+            ignored.stderr()
+        );
+        let data = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "cm",
+                    &format!("ignore-{n}"),
+                    "-o",
+                    "jsonpath={.data.a}",
+                ],
+            )
+            .ok();
+        assert_eq!(data, "2", "the last of repeated keys wins");
+        assert!(
+            cluster
+                .kubectl(v, &["get", "cm", &format!("strict-{n}")])
+                .fails()
+                .contains("NotFound")
+        );
+    }
+}

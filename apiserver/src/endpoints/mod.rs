@@ -11,6 +11,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod representation;
 pub mod status_error;
+pub mod strict_json;
 pub mod watch;
 
 use std::convert::Infallible;
@@ -596,9 +597,11 @@ where
         }
         ("create", None) => {
             let ns = require_namespace(r, namespace)?;
-            let opts = writer_options(&query, &headers, "CreateOptions")?;
+            let mut opts = writer_options(&query, &headers, "CreateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
-            let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            let (body, duplicates) =
+                negotiation::decode_body_checked(format, &read_body(req.into_body()).await?)?;
+            opts.duplicate_fields = duplicates;
             let written = create_object(server, r, ns, body, &opts).await?;
             Ok(encode(
                 StatusCode::CREATED,
@@ -625,9 +628,11 @@ where
             ))
         }
         ("update", None | Some(Subresource::Status)) => {
-            let opts = writer_options(&query, &headers, "UpdateOptions")?;
+            let mut opts = writer_options(&query, &headers, "UpdateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
-            let body = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            let (body, duplicates) =
+                negotiation::decode_body_checked(format, &read_body(req.into_body()).await?)?;
+            opts.duplicate_fields = duplicates;
             let scope = if subresource.is_some() {
                 UpdateScope::Status
             } else {
@@ -676,7 +681,8 @@ where
                         )],
                     ));
                 }
-                let config = patch::decode_apply(&body)?;
+                let (config, duplicates) = patch::decode_apply(&body)?;
+                opts.duplicate_fields = duplicates;
                 let (status, object) =
                     apply_object(server, r, namespace, name, sub, &opts, config, force).await?;
                 return Ok(encode(
@@ -684,6 +690,14 @@ where
                     representation::object(r, object.object, output, include),
                     &object.warnings,
                 ));
+            }
+            if matches!(
+                patch_type,
+                patch::PatchType::Merge | patch::PatchType::Strategic
+            ) && opts.field_validation != FieldValidation::Ignore
+                && let Ok(decoded) = strict_json::decode(&body)
+            {
+                opts.duplicate_fields = decoded.duplicates;
             }
             let schema = (r.types.schema_name)();
             if sub == Some(Subresource::Scale) {

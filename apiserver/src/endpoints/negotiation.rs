@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::protobuf;
 use super::status_error::ApiError;
+use super::strict_json;
 
 /// One entry of an `Accept` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,19 +170,31 @@ pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, ApiError> {
 
 /// Decodes an object body into JSON.
 pub fn decode_body(format: BodyFormat, body: &[u8]) -> Result<Value, ApiError> {
-    let value = match format {
-        BodyFormat::Json => serde_json::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?,
-        BodyFormat::Yaml => decode_yaml(body)?,
-        BodyFormat::Protobuf => protobuf::decode(body)?,
+    decode_body_checked(format, body).map(|(value, _)| value)
+}
+
+/// Decodes a request body, with the paths of any keys a JSON body repeats (for
+/// `fieldValidation`).
+pub fn decode_body_checked(
+    format: BodyFormat,
+    body: &[u8],
+) -> Result<(Value, Vec<String>), ApiError> {
+    let (value, duplicates) = match format {
+        BodyFormat::Json => {
+            let decoded = strict_json::decode(body).map_err(|e| {
+                ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            })?;
+            (decoded.value, decoded.duplicates)
+        }
+        BodyFormat::Yaml => (decode_yaml(body)?, Vec::new()),
+        BodyFormat::Protobuf => (protobuf::decode(body)?, Vec::new()),
     };
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "the request body must be an object (Object 'Kind' is missing)",
         ));
     }
-    Ok(value)
+    Ok((value, duplicates))
 }
 
 /// Decodes one YAML document into JSON.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::negotiation::decode_yaml;
 use super::status_error::ApiError;
+use super::strict_json;
 use crate::catalog::{self, CatalogMessage};
 
 /// A patch body's content type.
@@ -91,19 +92,24 @@ pub fn apply_patch(
     }
 }
 
-/// Reads an apply configuration: JSON, or YAML (400 when it is neither, or not an object).
-pub fn decode_apply(body: &[u8]) -> Result<Value, ApiError> {
-    let config = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => v,
-        Err(_) => decode_yaml(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {}", e.message)))?,
+/// Reads an apply configuration: JSON, or YAML (400 when it is neither, or not an object),
+/// with the paths of keys a JSON configuration repeats.
+pub fn decode_apply(body: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+    let (config, duplicates) = match strict_json::decode(body) {
+        Ok(decoded) => (decoded.value, decoded.duplicates),
+        Err(_) => (
+            decode_yaml(body).map_err(|e| {
+                ApiError::bad_request(format!("error decoding YAML: {}", e.message))
+            })?,
+            Vec::new(),
+        ),
     };
     if !config.is_object() {
         return Err(ApiError::bad_request(
             "error decoding YAML: an apply configuration must be an object",
         ));
     }
-    Ok(config)
+    Ok((config, duplicates))
 }
 
 fn message_of(field_message: &str) -> Option<&'static CatalogMessage> {

@@ -32,6 +32,8 @@ pub struct WriteOptions {
     /// The subresource a main-resource write came through (`scale`), for its entry.
     pub subresource: &'static str,
     pub ownership: Ownership,
+    /// Paths of keys the request body repeated, reported as `fieldValidation` says.
+    pub duplicate_fields: Vec<String>,
 }
 
 /// How a write's `managedFields` come about.
@@ -311,7 +313,7 @@ impl GenericStore {
         &self,
         r: &ResourceDef,
         mut obj: Value,
-        validation: FieldValidation,
+        opts: &WriteOptions,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
         let api_version = r.api_version();
@@ -338,12 +340,17 @@ impl GenericStore {
             .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", r.kind)))?;
         let mut unknown = Vec::new();
         unknown_fields(&obj, &typed, "", &mut unknown);
-        if !unknown.is_empty() {
+        if !unknown.is_empty() || !opts.duplicate_fields.is_empty() {
             let messages: Vec<String> = unknown
                 .iter()
                 .map(|f| format!("unknown field {f:?}"))
+                .chain(
+                    opts.duplicate_fields
+                        .iter()
+                        .map(|f| format!("duplicate field {f:?}")),
+                )
                 .collect();
-            match validation {
+            match opts.field_validation {
                 FieldValidation::Strict => {
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
@@ -375,7 +382,7 @@ impl GenericStore {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
-        let typed = self.decode_typed(r, body, opts.field_validation, &mut warnings)?;
+        let typed = self.decode_typed(r, body, opts, &mut warnings)?;
         // Everything below works on the stored form; the answer is converted back.
         let requested = r;
         let mut obj = match &r.conversion {
@@ -635,11 +642,21 @@ impl GenericStore {
             let mut warnings = Vec::new();
             let body = match &requested.conversion {
                 Some(c) => {
-                    let typed =
-                        self.decode_typed(requested, body, opts.field_validation, &mut warnings)?;
+                    let typed = self.decode_typed(requested, body, opts, &mut warnings)?;
                     (c.to_storage)(typed)
                 }
                 None => body,
+            };
+            // Duplicates are reported once, at the version the client wrote.
+            let stored_opts;
+            let store_opts = if requested.conversion.is_some() {
+                stored_opts = WriteOptions {
+                    duplicate_fields: Vec::new(),
+                    ..opts.clone()
+                };
+                &stored_opts
+            } else {
+                opts
             };
             let writer = writer_of(requested, opts, scope);
             let new = self.prepare_update(
@@ -649,7 +666,7 @@ impl GenericStore {
                 body,
                 &old,
                 scope,
-                opts,
+                store_opts,
                 writer.as_ref(),
                 &mut warnings,
             )?;
@@ -717,7 +734,7 @@ impl GenericStore {
         writer: Option<&Writer>,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
-        let mut new = self.decode_typed(r, body, opts.field_validation, warnings)?;
+        let mut new = self.decode_typed(r, body, opts, warnings)?;
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
