@@ -63,6 +63,13 @@ pub struct Flags {
     /// Where to write the admin kubeconfig (default: <data-dir>/admin.kubeconfig).
     #[arg(long)]
     pub admin_kubeconfig: Option<PathBuf>,
+    /// The `iss` of service-account tokens, and their default audience.
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub service_account_issuer: String,
+    /// ECDSA P-256 key (PKCS#8 PEM) that signs service-account tokens; made in the data dir's
+    /// PKI when not given.
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -183,6 +190,17 @@ pub async fn run(flags: Flags) -> Result<()> {
         .clone()
         .unwrap_or_else(|| pki.dir().join(certs::CA_CERT));
     let tls = crate::serve::tls_config(&cert, &key, &client_ca)?;
+    let signing_key = match &flags.service_account_signing_key_file {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => pki.ensure_service_account_key()?,
+    };
+    let tokens = crate::service_account_tokens::TokenSigner::from_pem(
+        &signing_key,
+        &flags.service_account_issuer,
+    )
+    .map_err(anyhow::Error::msg)?;
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
     let listener = TcpListener::bind(addr)
@@ -247,6 +265,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         openapi: OpenApiDocs::build(),
         default_watch_timeout: flags.min_request_timeout,
         metrics,
+        tokens,
     });
     info!(address = %local, "serving");
     println!("apiserver listening on {server_url}");

@@ -2,7 +2,8 @@
 //! authentication, discovery, OpenAPI v3, Table output and one generic store for every
 //! resource, on the revisioned storage of `apiserver-storage`.
 //!
-//! Request flow: `serve` (TLS, h1/h2, panic guard) → `authn` (client certificate) →
+//! Request flow: `serve` (TLS, h1/h2, panic guard) → `authn` (client certificate, or a
+//! service-account token checked by `service_account_tokens`) →
 //! `endpoints` (routing, negotiation, decoding) → `registry::generic_store` (strategies,
 //! validation, optimistic concurrency) → storage.
 
@@ -14,4 +15,5 @@ pub mod metrics;
 pub mod registry;
 pub mod request_info;
 pub mod serve;
+pub mod service_account_tokens;
 pub mod version;

@@ -22,6 +22,8 @@ use time::{Duration, OffsetDateTime};
 /// File names inside the PKI directory.
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
+/// The key service-account tokens are signed with (ECDSA P-256, PKCS#8 PEM).
+pub const SERVICE_ACCOUNT_KEY: &str = "sa.key";
 
 const CA_VALIDITY: Duration = Duration::days(3650);
 const LEAF_VALIDITY: Duration = Duration::days(365);
@@ -75,6 +77,20 @@ impl Pki {
             dir: dir.to_path_buf(),
             ca,
         })
+    }
+
+    /// The service-account token signing key (PKCS#8 PEM), made on first use and kept.
+    pub fn ensure_service_account_key(&self) -> Result<String> {
+        let path = self.dir.join(SERVICE_ACCOUNT_KEY);
+        if path.exists() {
+            let pem =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            KeyPair::from_pem(&pem).context("parsing the service-account key")?;
+            return Ok(pem);
+        }
+        let pem = KeyPair::generate()?.serialize_pem();
+        write_private(&path, pem.as_bytes())?;
+        Ok(pem)
     }
 
     /// The directory holding the PKI.
@@ -294,6 +310,20 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_service_account_key_is_made_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let first = pki.ensure_service_account_key().unwrap();
+        assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(pki.ensure_service_account_key().unwrap(), first);
+        let mode = fs::metadata(dir.path().join(SERVICE_ACCOUNT_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     use x509_parser::prelude::*;
 
     fn subject_of(pem: &str) -> (String, Vec<String>) {

@@ -1860,3 +1860,113 @@ fn field_validation_reports_unknown_and_duplicate_fields_as_asked() {
         );
     }
 }
+
+#[test]
+fn create_token_issues_service_account_tokens_that_authenticate_until_revoked() {
+    let cluster = TestCluster::start().unwrap();
+    let ca = cluster.data_dir.path().join("pki").join("ca.crt");
+    let ca = ca.to_string_lossy().into_owned();
+    for v in KUBECTL_VERSIONS {
+        let sa = format!("robot-{}", v.replace('.', "-"));
+        cluster.kubectl(v, &["create", "serviceaccount", &sa]).ok();
+        let token = cluster.kubectl(v, &["create", "token", &sa]).ok();
+        assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+        // The token alone, without the admin's client certificate.
+        let as_robot = |args: &[&str]| {
+            let mut all = vec![
+                "--kubeconfig=/dev/null",
+                "--server",
+                &cluster.url,
+                "--certificate-authority",
+                &ca,
+                "--token",
+                token.trim(),
+            ];
+            all.extend_from_slice(args);
+            cluster.kubectl(v, &all)
+        };
+        as_robot(&["get", "namespaces"]).ok();
+        if v != "1.27" {
+            let whoami = as_robot(&[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+            ])
+            .ok();
+            assert_eq!(
+                whoami,
+                format!(
+                    "system:serviceaccount:default:{sa} [\"system:serviceaccounts\",\"system:serviceaccounts:default\",\"system:authenticated\"]"
+                )
+            );
+        }
+        // A TokenReview says the same, with the audience it matched.
+        let review = write(
+            &cluster,
+            "review.json",
+            &format!(
+                "{{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{{\"token\":\"{}\"}}}}",
+                token.trim()
+            ),
+        );
+        let answer: serde_json::Value = serde_json::from_str(
+            &cluster
+                .kubectl(
+                    v,
+                    &[
+                        "create",
+                        "--raw",
+                        "/apis/authentication.k8s.io/v1/tokenreviews",
+                        "-f",
+                        &review,
+                    ],
+                )
+                .ok(),
+        )
+        .unwrap();
+        assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+        assert_eq!(
+            answer["status"]["user"]["username"],
+            format!("system:serviceaccount:default:{sa}")
+        );
+
+        let short = cluster
+            .kubectl(v, &["create", "token", &sa, "--duration=5m"])
+            .fails();
+        assert!(
+            short.contains("may not specify a duration less than 10 minutes"),
+            "{short}"
+        );
+        let missing = cluster.kubectl(v, &["create", "token", "nobody"]).fails();
+        assert!(
+            missing.contains("serviceaccounts \"nobody\" not found"),
+            "{missing}"
+        );
+        let forged = format!("{}x", token.trim());
+        let refused = cluster
+            .kubectl(
+                v,
+                &[
+                    "--kubeconfig=/dev/null",
+                    "--server",
+                    &cluster.url,
+                    "--certificate-authority",
+                    &ca,
+                    "--token",
+                    &forged,
+                    "get",
+                    "namespaces",
+                ],
+            )
+            .fails();
+        assert!(refused.contains("Unauthorized"), "{refused}");
+        // Deleting the service account revokes its tokens.
+        cluster.kubectl(v, &["delete", "serviceaccount", &sa]).ok();
+        assert!(
+            as_robot(&["get", "namespaces"])
+                .fails()
+                .contains("Unauthorized")
+        );
+    }
+}

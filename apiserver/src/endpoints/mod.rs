@@ -12,6 +12,7 @@ pub mod protobuf;
 pub mod representation;
 pub mod status_error;
 pub mod strict_json;
+pub mod tokens;
 pub mod watch;
 
 use std::convert::Infallible;
@@ -52,6 +53,8 @@ pub struct ApiServer {
     /// Watches without `timeoutSeconds` end after this long (kubectl `get -w` exits then).
     pub default_watch_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Signs and checks service-account tokens.
+    pub tokens: crate::service_account_tokens::TokenSigner,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -124,6 +127,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let user = match user {
+        Some(user) => Some(user),
+        None => match tokens::bearer_token(req.headers()) {
+            Some(token) => tokens::token_user(&server, token).await,
+            None => None,
+        },
+    };
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
@@ -280,13 +290,14 @@ where
     let resource = resource_table::lookup(&info.group, &info.version, &info.resource)
         .ok_or_else(ApiError::path_not_found)?;
     if let Some(review) = resource.review {
-        return review_request(resource, review, &info, user, req).await;
+        return review_request(server, resource, review, &info, user, req).await;
     }
     resource_request(server, resource, info, query, req).await
 }
 
 /// A review: decoded, answered for the caller, never stored.
 async fn review_request<B>(
+    server: &ApiServer,
     r: &ResourceDef,
     review: crate::registry::reviews::Review,
     info: &RequestInfo,
@@ -310,6 +321,10 @@ where
         .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", r.kind)))?;
     typed["apiVersion"] = json!(r.api_version());
     typed["kind"] = json!(r.kind);
+    if review == crate::registry::reviews::Review::Token {
+        let answer = tokens::token_review(server, typed).await;
+        return Ok(json_value(StatusCode::CREATED, &answer));
+    }
     let answer = review.answer(user, typed, info.namespace.as_deref())?;
     Ok(json_value(StatusCode::CREATED, &answer))
 }
@@ -617,6 +632,13 @@ where
                 StatusCode::CREATED,
                 &status_error::success_status(name, "", "pods", ""),
             ))
+        }
+        ("create", Some(Subresource::Token)) => {
+            let format = negotiation::body_format(content_type.as_deref())?;
+            let request = negotiation::decode_body(format, &read_body(req.into_body()).await?)?;
+            let answer =
+                tokens::token_request(server, namespace.unwrap_or(""), name, request).await?;
+            Ok(json_value(StatusCode::CREATED, &answer))
         }
         ("create", Some(Subresource::Binding)) => {
             let format = negotiation::body_format(content_type.as_deref())?;

@@ -53,6 +53,10 @@ fn build_definitions() -> Map<String, Value> {
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Patch>();
     generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>();
+    // Bodies of the create-only subresources.
+    generator.subschema_for::<k8s_openapi::api::authentication::v1::TokenRequest>();
+    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
+    generator.subschema_for::<k8s_openapi::api::core::v1::Binding>();
     let mut defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (name, schema) in defs.iter_mut() {
         add_markers(name, schema);

@@ -105,14 +105,26 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             _ => {}
         }
     }
-    let resource = resource_table::lookup_kind(&api_version, &kind).ok_or_else(|| {
+    let unknown_kind = || {
         ApiError::bad_request(format!(
             "no kind {kind:?} is registered for version {api_version:?}"
         ))
-    })?;
-    let schema = (resource.types.schema_name)();
-    let message = catalog::message(&schema)
-        .ok_or_else(|| ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf"))?;
+    };
+    let schema = match resource_table::lookup_kind(&api_version, &kind) {
+        Some(resource) => (resource.types.schema_name)(),
+        // Kinds that are only ever request bodies of subresources (TokenRequest, Eviction):
+        // the built-in types' package is the group's first label.
+        None => {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+            let package = group
+                .split('.')
+                .next()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("core");
+            format!("io.k8s.api.{package}.{version}.{kind}")
+        }
+    };
+    let message = catalog::message(&schema).ok_or_else(unknown_kind)?;
     let mut obj = decode_message(message, raw, 0)?;
     obj["apiVersion"] = json!(api_version);
     obj["kind"] = json!(kind);
@@ -438,5 +450,20 @@ mod tests {
             decode(&envelope("v1", "Nope", vec![])).unwrap_err().code,
             400
         );
+    }
+
+    #[test]
+    fn subresource_bodies_decode_too() {
+        // `kubectl create token builder --duration=5m`, as captured.
+        let hex = "6b3873000a280a1861757468656e7469636174696f6e2e6b38732e696f2f7631120c546f6b656e\
+                   52657175657374121d0a100a0012001a0022002a0032003800420012032 0ac021a040a0012001a002200";
+        let hex: String = hex.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let request = decode(&bytes).unwrap();
+        assert_eq!(request["kind"], "TokenRequest");
+        assert_eq!(request["spec"]["expirationSeconds"], 300);
     }
 }

@@ -40,6 +40,8 @@ pub enum Subresource {
     Binding,
     /// `pods/eviction`: deletes a pod if no disruption budget forbids it.
     Eviction,
+    /// `serviceaccounts/token`: issues a token (TokenRequest).
+    Token,
 }
 
 impl Subresource {
@@ -49,6 +51,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
+            Subresource::Token => "token",
         }
     }
 }
@@ -332,7 +335,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             true,
             &["sa"],
             NONE,
-            NO_SUBRESOURCES,
+            &[Subresource::Token],
             Box::new(PlainStrategy),
             &printers::SERVICEACCOUNTS,
             hooks::<core::v1::ServiceAccount>(),
