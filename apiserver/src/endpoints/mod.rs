@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
+pub mod protobuf_response;
 pub mod representation;
 pub mod status_error;
 pub mod strict_json;
@@ -559,11 +560,10 @@ where
     let name = info.name.as_deref().unwrap_or("");
     let encode = |status: StatusCode, value: Value, warnings: &[String]| {
         with_warnings(
-            json_response(
-                status,
-                &output.content_type(),
-                representation::encode(&value, output),
-            ),
+            {
+                let (content_type, body) = representation::encode(&value, output);
+                json_response(status, &content_type, body)
+            },
             warnings,
         )
     };

@@ -56,6 +56,8 @@ pub enum Output {
     Table(&'static str),
     /// `PartialObjectMetadata` / `PartialObjectMetadataList` of the given version.
     Metadata(&'static str),
+    /// Kubernetes protobuf (JSON where an object has no exact protobuf form).
+    Protobuf,
 }
 
 impl Output {
@@ -64,6 +66,7 @@ impl Output {
         match self {
             Output::Json => "application/json".into(),
             Output::Yaml => "application/yaml".into(),
+            Output::Protobuf => "application/vnd.kubernetes.protobuf".into(),
             Output::Table(v) => format!("application/json;as=Table;v={v};g=meta.k8s.io"),
             Output::Metadata(v) => {
                 format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io")
@@ -108,11 +111,14 @@ pub fn negotiate_output(accept: Option<&str>) -> Result<Output, ApiError> {
             Some(_) => {}
             None if json_like => return Ok(Output::Json),
             None if range.mime == "application/yaml" => return Ok(Output::Yaml),
+            None if range.mime == "application/vnd.kubernetes.protobuf" => {
+                return Ok(Output::Protobuf);
+            }
             None => {}
         }
     }
     Err(ApiError::not_acceptable(
-        "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io",
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io",
     ))
 }
 
@@ -220,15 +226,27 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_preference_falls_back_to_json() {
+    fn protobuf_is_served_when_asked_first() {
         let accept = "application/vnd.kubernetes.protobuf,application/json";
-        assert_eq!(negotiate_output(Some(accept)).unwrap(), Output::Json);
+        assert_eq!(negotiate_output(Some(accept)).unwrap(), Output::Protobuf);
         assert_eq!(
-            negotiate_output(Some("application/vnd.kubernetes.protobuf, */*")).unwrap(),
+            negotiate_output(Some("application/vnd.kubernetes.protobuf")).unwrap(),
+            Output::Protobuf
+        );
+        // The metadata client's protobuf form is not served; its JSON alternative is.
+        let metadata = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(
+            negotiate_output(Some(metadata)).unwrap(),
+            Output::Metadata("v1")
+        );
+        assert_eq!(
+            negotiate_output(Some(
+                "application/json, application/vnd.kubernetes.protobuf"
+            ))
+            .unwrap(),
             Output::Json
         );
         assert_eq!(negotiate_output(None).unwrap(), Output::Json);
-        assert!(negotiate_output(Some("application/vnd.kubernetes.protobuf")).is_err());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::status_error::ApiError;
 use crate::catalog::{self, CatalogField, CatalogMessage};
 use crate::registry::resource_table;
 
-const MAGIC: &[u8] = b"k8s\0";
+/// The four bytes every Kubernetes protobuf body starts with.
+pub const MAGIC: &[u8] = b"k8s\0";
 const MAX_DEPTH: usize = 64;
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -79,6 +80,27 @@ fn string_of(raw: &Raw) -> Result<String, ApiError> {
     }
 }
 
+/// The schema (and message) name of a kind: a served resource's, its list's (`<Kind>List`),
+/// or, for kinds that are only subresource bodies (TokenRequest, Eviction, Scale), the
+/// built-in package named after the group's first label.
+pub fn schema_for(api_version: &str, kind: &str) -> String {
+    if let Some(resource) = resource_table::lookup_kind(api_version, kind) {
+        return (resource.types.schema_name)();
+    }
+    if let Some(item_kind) = kind.strip_suffix("List")
+        && let Some(resource) = resource_table::lookup_kind(api_version, item_kind)
+    {
+        return format!("{}List", (resource.types.schema_name)());
+    }
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let package = group
+        .split('.')
+        .next()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("core");
+    format!("io.k8s.api.{package}.{version}.{kind}")
+}
+
 /// Decodes a protobuf body into a JSON object with `apiVersion` and `kind`.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let envelope = body
@@ -110,21 +132,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             "no kind {kind:?} is registered for version {api_version:?}"
         ))
     };
-    let schema = match resource_table::lookup_kind(&api_version, &kind) {
-        Some(resource) => (resource.types.schema_name)(),
-        // Kinds that are only ever request bodies of subresources (TokenRequest, Eviction):
-        // the built-in types' package is the group's first label.
-        None => {
-            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
-            let package = group
-                .split('.')
-                .next()
-                .filter(|p| !p.is_empty())
-                .unwrap_or("core");
-            format!("io.k8s.api.{package}.{version}.{kind}")
-        }
-    };
-    let message = catalog::message(&schema).ok_or_else(unknown_kind)?;
+    let message = catalog::message(&schema_for(&api_version, &kind)).ok_or_else(unknown_kind)?;
     let mut obj = decode_message(message, raw, 0)?;
     obj["apiVersion"] = json!(api_version);
     obj["kind"] = json!(kind);

@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::negotiation::Output;
+use super::protobuf_response;
 use super::status_error::ApiError;
 use crate::registry::resource_table::ResourceDef;
 
@@ -81,7 +82,7 @@ pub fn table(
 /// One object in the negotiated representation.
 pub fn object(r: &ResourceDef, obj: Value, output: Output, include: IncludeObject) -> Value {
     match output {
-        Output::Json | Output::Yaml => obj,
+        Output::Json | Output::Yaml | Output::Protobuf => obj,
         Output::Table(v) => table(r, &[obj], v, include, true, None, None),
         Output::Metadata(v) => partial_metadata(&obj, v),
     }
@@ -97,7 +98,7 @@ pub fn list(
     include: IncludeObject,
 ) -> Value {
     match output {
-        Output::Json | Output::Yaml => json!({
+        Output::Json | Output::Yaml | Output::Protobuf => json!({
             "kind": format!("{}List", r.kind),
             "apiVersion": r.api_version(),
             "metadata": list_meta(resource_version, continue_token),
@@ -122,11 +123,24 @@ pub fn list(
 }
 
 /// Serializes a body in the negotiated format.
-pub fn encode(value: &Value, output: Output) -> Vec<u8> {
+/// The body of an answer and its Content-Type. Protobuf falls back to JSON for what it cannot
+/// encode exactly.
+pub fn encode(value: &Value, output: Output) -> (String, Vec<u8>) {
+    let json = || serde_json::to_vec(value).expect("JSON serializes");
     match output {
-        Output::Yaml => serde_saphyr::to_string(value)
-            .map(String::into_bytes)
-            .unwrap_or_else(|_| serde_json::to_vec(value).expect("JSON serializes")),
-        _ => serde_json::to_vec(value).expect("JSON serializes"),
+        Output::Yaml => (
+            output.content_type(),
+            serde_saphyr::to_string(value)
+                .map(String::into_bytes)
+                .unwrap_or_else(|_| json()),
+        ),
+        Output::Protobuf => match protobuf_response::encode(value) {
+            Ok(bytes) => (protobuf_response::CONTENT_TYPE.to_owned(), bytes),
+            Err(why) => {
+                tracing::debug!(%why, "answering JSON instead of protobuf");
+                (Output::Json.content_type(), json())
+            }
+        },
+        _ => (output.content_type(), json()),
     }
 }

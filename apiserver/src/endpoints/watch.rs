@@ -150,7 +150,7 @@ pub async fn serve_watch(
                     t
                 }
                 Output::Metadata(v) => representation::partial_metadata(&obj, v),
-                Output::Json | Output::Yaml => obj,
+                Output::Json | Output::Yaml | Output::Protobuf => obj,
             };
             if tx
                 .send(line(&json!({"type": kind, "object": object})))
@@ -169,7 +169,8 @@ pub async fn serve_watch(
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let content_type = match output {
-        Output::Yaml => "application/json".to_owned(),
+        // Watch events are JSON; clients that asked for protobuf decode by Content-Type.
+        Output::Yaml | Output::Protobuf => "application/json".to_owned(),
         other => other.content_type(),
     };
     resp.headers_mut().insert(
