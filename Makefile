@@ -13,6 +13,7 @@ run: tools
 
 ## Run every test of the workspace (builds the binaries the compat tests drive first).
 test: tools python-venv
+	$(CARGO) fetch
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 

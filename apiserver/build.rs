@@ -26,11 +26,21 @@ fn main() {
 fn k8s_pb_source_dir() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-    let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(&manifest_dir)
-        .output()
-        .expect("running cargo metadata");
+    let metadata = |offline: bool| {
+        let mut cmd = std::process::Command::new(&cargo);
+        cmd.args(["metadata", "--format-version", "1"]);
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.current_dir(&manifest_dir)
+            .output()
+            .expect("running cargo metadata")
+    };
+    // Offline first; a package the build itself did not need may still have to be fetched.
+    let mut output = metadata(true);
+    if !output.status.success() {
+        output = metadata(false);
+    }
     assert!(
         output.status.success(),
         "cargo metadata failed: {}",

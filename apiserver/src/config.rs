@@ -70,6 +70,16 @@ pub struct Flags {
     /// PKI when not given.
     #[arg(long)]
     pub service_account_signing_key_file: Option<PathBuf>,
+    /// Client certificate the apiserver presents to nodes' streaming servers; made from the
+    /// cluster CA when not given.
+    #[arg(long)]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Key of --kubelet-client-certificate.
+    #[arg(long)]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA bundle that nodes' serving certificates must chain to; the cluster CA when not given.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -201,6 +211,23 @@ pub async fn run(flags: Flags) -> Result<()> {
         &flags.service_account_issuer,
     )
     .map_err(anyhow::Error::msg)?;
+    let (kubelet_cert, kubelet_key) =
+        match (&flags.kubelet_client_certificate, &flags.kubelet_client_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (None, None) => {
+                let files = pki.ensure_files("kubelet-client", |p| {
+                    p.issue_client("kube-apiserver-kubelet-client", &["system:masters"])
+                })?;
+                (files.cert, files.key)
+            }
+            _ => bail!("--kubelet-client-certificate and --kubelet-client-key go together"),
+        };
+    let kubelet_ca = flags
+        .kubelet_certificate_authority
+        .clone()
+        .unwrap_or_else(|| pki.dir().join(certs::CA_CERT));
+    let kubelet =
+        crate::kubelet_client::KubeletClient::new(&kubelet_cert, &kubelet_key, &kubelet_ca)?;
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
     let listener = TcpListener::bind(addr)
@@ -266,6 +293,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         default_watch_timeout: flags.min_request_timeout,
         metrics,
         tokens,
+        kubelet,
     });
     info!(address = %local, "serving");
     println!("apiserver listening on {server_url}");

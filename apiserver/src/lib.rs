@@ -11,6 +11,7 @@ pub mod authn;
 pub mod catalog;
 pub mod config;
 pub mod endpoints;
+pub mod kubelet_client;
 pub mod metrics;
 pub mod registry;
 pub mod request_info;

@@ -15,6 +15,10 @@ fn subresource_kind(
         Subresource::Binding => ("", "", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+        Subresource::Log => ("", "", "Pod"),
+        Subresource::Exec => ("", "", "PodExecOptions"),
+        Subresource::Attach => ("", "", "PodAttachOptions"),
+        Subresource::PortForward => ("", "", "PodPortForwardOptions"),
     }
 }
 
@@ -22,6 +26,8 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
+        Subresource::Log => &["get"],
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
     }
 }
 

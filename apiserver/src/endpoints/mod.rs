@@ -8,6 +8,7 @@ pub mod negotiation;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod patch;
+pub mod pod_streams;
 pub mod protobuf;
 pub mod protobuf_response;
 pub mod representation;
@@ -56,6 +57,8 @@ pub struct ApiServer {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Signs and checks service-account tokens.
     pub tokens: crate::service_account_tokens::TokenSigner,
+    /// Reaches nodes' streaming servers for logs, exec, attach and port-forward.
+    pub kubelet: crate::kubelet_client::KubeletClient,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -569,6 +572,17 @@ where
     };
 
     match (info.verb.as_str(), subresource) {
+        (
+            "get" | "create",
+            Some(
+                sub @ (Subresource::Log
+                | Subresource::Exec
+                | Subresource::Attach
+                | Subresource::PortForward),
+            ),
+        ) if !(sub == Subresource::Log && info.verb == "create") => {
+            pod_streams::serve(server, sub, namespace.unwrap_or(""), name, &query, req).await
+        }
         ("get", None | Some(Subresource::Status)) => {
             let obj = store.get(r, namespace, name).await?;
             Ok(encode(

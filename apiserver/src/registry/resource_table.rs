@@ -42,6 +42,11 @@ pub enum Subresource {
     Eviction,
     /// `serviceaccounts/token`: issues a token (TokenRequest).
     Token,
+    /// `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`: streams from the node.
+    Log,
+    Exec,
+    Attach,
+    PortForward,
 }
 
 impl Subresource {
@@ -52,6 +57,10 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
             Subresource::Token => "token",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 }
@@ -270,7 +279,15 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             true,
             &["po"],
             ALL,
-            &[Subresource::Status, Binding, Subresource::Eviction],
+            &[
+                Subresource::Status,
+                Binding,
+                Subresource::Eviction,
+                Subresource::Log,
+                Subresource::Exec,
+                Subresource::Attach,
+                Subresource::PortForward,
+            ],
             Box::new(PodStrategy),
             &printers::PODS,
             hooks::<core::v1::Pod>(),
