@@ -1970,3 +1970,64 @@ fn create_token_issues_service_account_tokens_that_authenticate_until_revoked() 
         );
     }
 }
+
+#[test]
+fn debug_adds_ephemeral_containers_that_cannot_be_taken_back() {
+    let cluster = TestCluster::start().unwrap();
+    for v in KUBECTL_VERSIONS {
+        let pod = format!("dbg-{}", v.replace('.', "-"));
+        cluster.kubectl(v, &["run", &pod, "--image=busybox"]).ok();
+        let out = cluster
+            .kubectl(
+                v,
+                &[
+                    "debug",
+                    &pod,
+                    "--image=busybox",
+                    "--target",
+                    &pod,
+                    "--container=debugger",
+                ],
+            )
+            .ok();
+        assert!(!out.contains("error"), "{out}");
+        let added = cluster
+            .kubectl(v, &["get", "pod", &pod, "-o", "jsonpath={.spec.ephemeralContainers[0].name} {.spec.ephemeralContainers[0].targetContainerName} {.spec.ephemeralContainers[0].terminationMessagePolicy}"])
+            .ok();
+        assert_eq!(added, format!("debugger {pod} File"));
+        let raw = cluster
+            .kubectl(
+                v,
+                &[
+                    "get",
+                    "--raw",
+                    &format!("/api/v1/namespaces/default/pods/{pod}/ephemeralcontainers"),
+                ],
+            )
+            .ok();
+        assert!(raw.contains("\"ephemeralContainers\""), "{raw}");
+        let refused = cluster
+            .kubectl(
+                v,
+                &[
+                    "replace",
+                    "--raw",
+                    &format!("/api/v1/namespaces/default/pods/{pod}/ephemeralcontainers"),
+                    "-f",
+                    &write(
+                        &cluster,
+                        "nodebug.json",
+                        &cluster
+                            .kubectl(v, &["get", "pod", &pod, "-o", "json"])
+                            .ok()
+                            .replace("\"ephemeralContainers\"", "\"ephemeralContainersGone\""),
+                    ),
+                ],
+            )
+            .fails();
+        assert!(
+            refused.contains("spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be removed"),
+            "{refused}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ fn subresource_kind(
         Subresource::Binding => ("", "", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
-        Subresource::Log => ("", "", "Pod"),
+        Subresource::Log | Subresource::EphemeralContainers => ("", "", "Pod"),
         Subresource::Exec => ("", "", "PodExecOptions"),
         Subresource::Attach => ("", "", "PodAttachOptions"),
         Subresource::PortForward => ("", "", "PodPortForwardOptions"),
@@ -27,6 +27,7 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
         Subresource::Log => &["get"],
+        Subresource::EphemeralContainers => &["get", "patch", "update"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
     }
 }

@@ -583,7 +583,7 @@ where
         ) if !(sub == Subresource::Log && info.verb == "create") => {
             pod_streams::serve(server, sub, namespace.unwrap_or(""), name, &query, req).await
         }
-        ("get", None | Some(Subresource::Status)) => {
+        ("get", None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let obj = store.get(r, namespace, name).await?;
             Ok(encode(
                 StatusCode::OK,
@@ -663,17 +663,13 @@ where
                 &status_error::success_status(name, "", "pods", ""),
             ))
         }
-        ("update", None | Some(Subresource::Status)) => {
+        ("update", None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let mut opts = writer_options(&query, &headers, "UpdateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
             let (body, duplicates) =
                 negotiation::decode_body_checked(format, &read_body(req.into_body()).await?)?;
             opts.duplicate_fields = duplicates;
-            let scope = if subresource.is_some() {
-                UpdateScope::Status
-            } else {
-                UpdateScope::Main
-            };
+            let scope = update_scope(subresource, &mut opts);
             let mut written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |_| Ok(body.clone()))
                 .await?;
@@ -745,11 +741,7 @@ where
                 .await
                 .map(|v| encode(StatusCode::OK, v, &[]));
             }
-            let scope = if sub == Some(Subresource::Status) {
-                UpdateScope::Status
-            } else {
-                UpdateScope::Main
-            };
+            let scope = update_scope(sub, &mut opts);
             let mut written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |old| {
                     patch::apply_patch(patch_type, old, &body, &schema)
@@ -867,6 +859,18 @@ async fn create_object(
             }
             Err(e)
         }
+    }
+}
+
+/// What an update through `sub` may change (the subresource is noted for managedFields).
+fn update_scope(sub: Option<Subresource>, opts: &mut WriteOptions) -> UpdateScope {
+    match sub {
+        Some(Subresource::Status) => UpdateScope::Status,
+        Some(Subresource::EphemeralContainers) => {
+            opts.subresource = "ephemeralcontainers";
+            UpdateScope::EphemeralContainers
+        }
+        _ => UpdateScope::Main,
     }
 }
 

@@ -85,6 +85,8 @@ pub enum UpdateScope {
     /// A system write through a subresource such as `pods/binding`: the whole object may
     /// change, without the main endpoint's immutability rules.
     Binding,
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers`, and only by adding.
+    EphemeralContainers,
 }
 
 /// Options of a list.
@@ -763,7 +765,29 @@ impl GenericStore {
             }
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        if r.strategy.has_status() {
+        if scope == UpdateScope::EphemeralContainers {
+            let wanted = new["spec"].get("ephemeralContainers").cloned();
+            let managed = new["metadata"].get("managedFields").cloned();
+            let mut kept = old.clone();
+            if opts.ownership == Ownership::Applied
+                && let Some(m) = managed
+            {
+                kept["metadata"]["managedFields"] = m;
+            }
+            match wanted {
+                Some(w) => kept["spec"]["ephemeralContainers"] = w,
+                None => {
+                    kept["spec"]
+                        .as_object_mut()
+                        .map(|s| s.remove("ephemeralContainers"));
+                }
+            }
+            let errs = crate::registry::resources::pod_spec::validate_ephemeral_update(&kept, old);
+            if !errs.is_empty() {
+                return Err(self.invalid(r, &kept, &errs));
+            }
+            new = kept;
+        } else if r.strategy.has_status() {
             match scope {
                 UpdateScope::Main => match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
@@ -771,7 +795,7 @@ impl GenericStore {
                         new.as_object_mut().map(|m| m.remove("status"));
                     }
                 },
-                UpdateScope::Binding => {}
+                UpdateScope::Binding | UpdateScope::EphemeralContainers => {}
                 UpdateScope::Status => {
                     let status = new.get("status").cloned();
                     let managed = new["metadata"].get("managedFields").cloned();

@@ -47,6 +47,8 @@ pub enum Subresource {
     Exec,
     Attach,
     PortForward,
+    /// `pods/ephemeralcontainers`: adds debug containers to a running pod.
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -61,6 +63,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 }
@@ -287,6 +290,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
                 Subresource::Exec,
                 Subresource::Attach,
                 Subresource::PortForward,
+                Subresource::EphemeralContainers,
             ],
             Box::new(PodStrategy),
             &printers::PODS,

@@ -106,13 +106,15 @@ pub fn validate(spec: &Value, path: &str) -> Vec<FieldError> {
         }
         _ => errs.push(FieldError::required(format!("{path}.containers"), "")),
     }
-    if let Some(cs) = spec["initContainers"].as_array() {
-        for (i, c) in cs.iter().enumerate() {
-            errs.extend(validate_container(
-                c,
-                &format!("{path}.initContainers[{i}]"),
-                &mut names,
-            ));
+    for list in ["initContainers", "ephemeralContainers"] {
+        if let Some(cs) = spec[list].as_array() {
+            for (i, c) in cs.iter().enumerate() {
+                errs.extend(validate_container(
+                    c,
+                    &format!("{path}.{list}[{i}]"),
+                    &mut names,
+                ));
+            }
         }
     }
     if let Some(policy) = spec["restartPolicy"].as_str()
@@ -142,6 +144,34 @@ pub fn validate(spec: &Value, path: &str) -> Vec<FieldError> {
             "must be greater than or equal to 0",
         ));
     }
+    errs
+}
+
+/// `pods/ephemeralcontainers` may only add: every existing ephemeral container stays as it was.
+pub fn validate_ephemeral_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let empty = Vec::new();
+    let before = old["spec"]["ephemeralContainers"]
+        .as_array()
+        .unwrap_or(&empty);
+    let after = new["spec"]["ephemeralContainers"]
+        .as_array()
+        .unwrap_or(&empty);
+    let mut errs = Vec::new();
+    for existing in before {
+        let name = existing["name"].as_str().unwrap_or("");
+        match after.iter().position(|c| c["name"] == existing["name"]) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers \"{name}\" may not be removed"),
+            )),
+            Some(i) if after[i] != *existing => errs.push(FieldError::forbidden(
+                format!("spec.ephemeralContainers[{i}]"),
+                "existing ephemeral containers may not be changed",
+            )),
+            Some(_) => {}
+        }
+    }
+    errs.extend(validate(&new["spec"], "spec"));
     errs
 }
 
