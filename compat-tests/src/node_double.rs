@@ -5,7 +5,8 @@
 //!
 //! Its "containers" are scripted: logs are five numbered lines; exec runs `echo ARGS`, `cat`
 //! (stdin back on stdout, until the client closes stdin), `false` and `sh -c "exit N"`;
-//! attach greets; port-forward echoes every byte back on the port it came in on.
+//! attach greets; port-forward echoes every byte back on the port it came in on; `/healthz`
+//! answers `ok` (for `nodes/proxy`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -173,6 +174,7 @@ async fn handle(
                 .collect();
             Ok(upgrade(&mut req, Script::PortForward { ports }))
         }
+        ["healthz"] => Ok(text(StatusCode::OK, "ok")),
         _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
     }
 }

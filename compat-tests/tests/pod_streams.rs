@@ -284,3 +284,122 @@ async fn kube_rs_logs_exec_and_port_forward_reach_the_node() {
         "{err:?}"
     );
 }
+
+/// A plain HTTP server standing in for a pod's port: it answers with what it was asked.
+async fn echo_server() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let line = format!(
+                        "{} {} auth={}",
+                        req.method(),
+                        req.uri(),
+                        req.headers().contains_key(http::header::AUTHORIZATION)
+                    );
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(line)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_services_and_nodes_proxy_http_to_their_targets() {
+    let (cluster, _node) = cluster_with_node().await;
+    let backend = echo_server().await;
+    let port = backend.port().to_string();
+    let v = "1.33";
+    cluster
+        .kubectl(
+            v,
+            &[
+                "patch",
+                "pod",
+                "web",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"podIP":"127.0.0.1"}}"#,
+            ],
+        )
+        .ok();
+    let via_pod = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/namespaces/default/pods/web:{port}/proxy/hello/there?x=1"),
+            ],
+        )
+        .ok();
+    assert_eq!(via_pod, "GET /hello/there?x=1 auth=false");
+
+    let service = format!(
+        r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"web"}},"spec":{{"ports":[{{"name":"http","port":80,"targetPort":{port}}}]}}}}
+---
+{{"apiVersion":"v1","kind":"Endpoints","metadata":{{"name":"web"}},"subsets":[{{"addresses":[{{"ip":"127.0.0.1"}}],"ports":[{{"name":"http","port":{port}}}]}}]}}"#
+    );
+    let file = cluster.data_dir.path().join("svc.yaml");
+    std::fs::write(&file, service).unwrap();
+    cluster
+        .kubectl(v, &["create", "-f", file.to_str().unwrap()])
+        .ok();
+    let via_service = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/services/web:http/proxy/",
+            ],
+        )
+        .ok();
+    assert_eq!(via_service, "GET / auth=false");
+    let posted = cluster
+        .kubectl(
+            v,
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/services/web/proxy/submit",
+                "-f",
+                file.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert_eq!(posted, "POST /submit auth=false");
+
+    let via_node = cluster
+        .kubectl(
+            v,
+            &["get", "--raw", "/api/v1/nodes/node-double/proxy/healthz"],
+        )
+        .ok();
+    assert_eq!(via_node, "ok");
+
+    let no_ip = cluster
+        .kubectl(
+            v,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/pods/pair/proxy/",
+            ],
+        )
+        .fails();
+    assert!(no_ip.contains("has no IP address yet"), "{no_ip}");
+}

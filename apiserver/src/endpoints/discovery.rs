@@ -16,6 +16,11 @@ fn subresource_kind(
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Log | Subresource::EphemeralContainers => ("", "", "Pod"),
+        Subresource::Proxy => match r.plural {
+            "services" => ("", "", "ServiceProxyOptions"),
+            "nodes" => ("", "", "NodeProxyOptions"),
+            _ => ("", "", "PodProxyOptions"),
+        },
         Subresource::Exec => ("", "", "PodExecOptions"),
         Subresource::Attach => ("", "", "PodAttachOptions"),
         Subresource::PortForward => ("", "", "PodPortForwardOptions"),
@@ -28,6 +33,7 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
         Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
         Subresource::Log => &["get"],
         Subresource::EphemeralContainers => &["get", "patch", "update"],
+        Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
     }
 }

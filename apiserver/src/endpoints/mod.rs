@@ -11,6 +11,7 @@ pub mod patch;
 pub mod pod_streams;
 pub mod protobuf;
 pub mod protobuf_response;
+pub mod proxy;
 pub mod representation;
 pub mod status_error;
 pub mod strict_json;
@@ -550,7 +551,9 @@ where
             r.subresources
                 .iter()
                 .copied()
-                .find(|sub| sub.name() == s)
+                .find(|sub| {
+                    sub.name() == s || (*sub == Subresource::Proxy && s.starts_with("proxy/"))
+                })
                 .ok_or_else(ApiError::path_not_found)?,
         ),
     };
@@ -582,6 +585,23 @@ where
             ),
         ) if !(sub == Subresource::Log && info.verb == "create") => {
             pod_streams::serve(server, sub, namespace.unwrap_or(""), name, &query, req).await
+        }
+        (_, Some(Subresource::Proxy)) => {
+            let method = req.method().clone();
+            let query_string = req.uri().query().map(str::to_owned);
+            let body = read_body(req.into_body()).await?;
+            proxy::serve(
+                server,
+                r.plural,
+                namespace,
+                name,
+                method,
+                &info.path,
+                query_string.as_deref(),
+                &headers,
+                body,
+            )
+            .await
         }
         ("get", None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let obj = store.get(r, namespace, name).await?;

@@ -49,6 +49,8 @@ pub enum Subresource {
     PortForward,
     /// `pods/ephemeralcontainers`: adds debug containers to a running pod.
     EphemeralContainers,
+    /// `pods|services|nodes/proxy[/path]`: HTTP relayed to the pod, service or node.
+    Proxy,
 }
 
 impl Subresource {
@@ -64,6 +66,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Proxy => "proxy",
         }
     }
 }
@@ -247,6 +250,7 @@ const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
 const NO_SUBRESOURCES: &[Subresource] = &[];
 const STATUS: &[Subresource] = &[Subresource::Status];
+const STATUS_PROXY: &[Subresource] = &[Subresource::Status, Subresource::Proxy];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
 fn workload(kind: WorkloadKind, template: &'static str) -> Box<dyn Strategy> {
@@ -291,6 +295,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
                 Subresource::Attach,
                 Subresource::PortForward,
                 Subresource::EphemeralContainers,
+                Subresource::Proxy,
             ],
             Box::new(PodStrategy),
             &printers::PODS,
@@ -304,7 +309,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             true,
             &["svc"],
             ALL,
-            STATUS,
+            STATUS_PROXY,
             Box::new(ServiceStrategy),
             &printers::SERVICES,
             hooks::<core::v1::Service>(),
@@ -382,7 +387,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             false,
             &["no"],
             NONE,
-            STATUS,
+            STATUS_PROXY,
             Box::new(NodeStrategy),
             &printers::NODES,
             hooks::<core::v1::Node>(),
