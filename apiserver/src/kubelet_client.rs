@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -66,18 +65,8 @@ impl NodeAddress {
 impl KubeletClient {
     /// A client presenting `cert_file`/`key_file` and trusting nodes signed by `ca_file`.
     pub fn new(cert_file: &Path, key_file: &Path, ca_file: &Path) -> Result<KubeletClient> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-            .with_context(|| format!("reading {}", cert_file.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("parsing {}", cert_file.display()))?;
-        let key = PrivateKeyDer::from_pem_file(key_file)
-            .with_context(|| format!("reading {}", key_file.display()))?;
-        let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(ca_file)
-            .with_context(|| format!("reading {}", ca_file.display()))?
-        {
-            roots.add(ca?)?;
-        }
+        let (certs, key) = crate::serve::read_identity(cert_file, key_file)?;
+        let roots = crate::serve::read_roots(ca_file)?;
         let mut config = ClientConfig::builder()
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)

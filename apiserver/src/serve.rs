@@ -22,24 +22,39 @@ use tracing::{debug, warn};
 use crate::authn;
 use crate::endpoints::{self, ApiServer, status_error::ApiError};
 
-/// Builds the TLS configuration from PEM files.
-pub fn tls_config(
+/// A certificate chain and its key from PEM files.
+pub fn read_identity(
     cert_file: &Path,
     key_file: &Path,
-    client_ca_file: &Path,
-) -> Result<ServerConfig> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading {}", cert_file.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert_file.display()))?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("reading {}", key_file.display()))?;
+    Ok((certs, key))
+}
+
+/// The CA certificates of a PEM bundle.
+pub fn read_roots(ca_file: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(client_ca_file)
-        .with_context(|| format!("reading {}", client_ca_file.display()))?
+    for ca in CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("reading {}", ca_file.display()))?
     {
         roots.add(ca?)?;
     }
+    Ok(roots)
+}
+
+/// Builds the TLS configuration from PEM files.
+pub fn tls_config(
+    cert_file: &Path,
+    key_file: &Path,
+    client_ca_file: &Path,
+) -> Result<ServerConfig> {
+    let (certs, key) = read_identity(cert_file, key_file)?;
+    let roots = read_roots(client_ca_file)?;
     let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()

@@ -757,68 +757,24 @@ impl GenericStore {
             "deletionGracePeriodSeconds",
             "generation",
         ] {
-            match old["metadata"].get(field) {
-                Some(v) => new["metadata"][field] = v.clone(),
-                None => {
-                    new["metadata"].as_object_mut().map(|m| m.remove(field));
-                }
-            }
+            copy_field(&mut new, old, &["metadata", field]);
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        if scope == UpdateScope::EphemeralContainers {
-            let wanted = new["spec"].get("ephemeralContainers").cloned();
-            let managed = new["metadata"].get("managedFields").cloned();
-            let mut kept = old.clone();
-            if opts.ownership == Ownership::Applied
-                && let Some(m) = managed
-            {
-                kept["metadata"]["managedFields"] = m;
-            }
-            match wanted {
-                Some(w) => kept["spec"]["ephemeralContainers"] = w,
-                None => {
-                    kept["spec"]
-                        .as_object_mut()
-                        .map(|s| s.remove("ephemeralContainers"));
+        match scope {
+            UpdateScope::EphemeralContainers => {
+                let kept = old_with(old, &new, &["spec", "ephemeralContainers"], opts);
+                let errs =
+                    crate::registry::resources::pod_spec::validate_ephemeral_update(&kept, old);
+                if !errs.is_empty() {
+                    return Err(self.invalid(r, &kept, &errs));
                 }
+                new = kept;
             }
-            let errs = crate::registry::resources::pod_spec::validate_ephemeral_update(&kept, old);
-            if !errs.is_empty() {
-                return Err(self.invalid(r, &kept, &errs));
+            UpdateScope::Main if r.strategy.has_status() => copy_field(&mut new, old, &["status"]),
+            UpdateScope::Status if r.strategy.has_status() => {
+                new = old_with(old, &new, &["status"], opts);
             }
-            new = kept;
-        } else if r.strategy.has_status() {
-            match scope {
-                UpdateScope::Main => match old.get("status") {
-                    Some(s) => new["status"] = s.clone(),
-                    None => {
-                        new.as_object_mut().map(|m| m.remove("status"));
-                    }
-                },
-                UpdateScope::Binding | UpdateScope::EphemeralContainers => {}
-                UpdateScope::Status => {
-                    let status = new.get("status").cloned();
-                    let managed = new["metadata"].get("managedFields").cloned();
-                    let mut kept = old.clone();
-                    if opts.ownership == Ownership::Applied {
-                        match managed {
-                            Some(m) => kept["metadata"]["managedFields"] = m,
-                            None => {
-                                kept["metadata"]
-                                    .as_object_mut()
-                                    .map(|m| m.remove("managedFields"));
-                            }
-                        }
-                    }
-                    match status {
-                        Some(s) => kept["status"] = s,
-                        None => {
-                            kept.as_object_mut().map(|m| m.remove("status"));
-                        }
-                    }
-                    new = kept;
-                }
-            }
+            _ => {}
         }
         if !old["metadata"]["deletionTimestamp"].is_null() {
             let old_finalizers: Vec<&Value> = old["metadata"]["finalizers"]
@@ -1162,6 +1118,34 @@ fn random_suffix() -> String {
 }
 
 /// Sets a field on a JSON object, creating the object if needed.
+/// `old` with only `path` taken from `new` (and, for a server-side apply, the managed fields
+/// the apply computed): what a subresource write may change.
+fn old_with(old: &Value, new: &Value, path: &[&str], opts: &WriteOptions) -> Value {
+    let mut kept = old.clone();
+    copy_field(&mut kept, new, path);
+    if opts.ownership == Ownership::Applied {
+        copy_field(&mut kept, new, &["metadata", "managedFields"]);
+    }
+    kept
+}
+
+/// Sets `path` in `into` to its value in `from`, or removes it there when `from` has none.
+fn copy_field(into: &mut Value, from: &Value, path: &[&str]) {
+    match path.iter().try_fold(from, |v, key| v.get(*key)) {
+        Some(value) => set_path(into, path, value.clone()),
+        None => {
+            let (last, parents) = path.split_last().expect("a non-empty path");
+            if let Some(parent) = parents
+                .iter()
+                .try_fold(&mut *into, |v, key| v.get_mut(*key))
+                .and_then(Value::as_object_mut)
+            {
+                parent.remove(*last);
+            }
+        }
+    }
+}
+
 pub fn set_path(obj: &mut Value, path: &[&str], value: Value) {
     let mut cur = obj;
     for (i, key) in path.iter().enumerate() {
