@@ -314,8 +314,49 @@ pub fn track_update(
             }
             None => managers.push(entry),
         }
+        cap_update_managers(&mut managers);
     }
     encode(new, managers);
+}
+
+/// Most Update entries an object keeps; older ones are folded into one, as the real server
+/// does, so writers that each touch an object once cannot grow it without bound.
+const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The entry older Update entries are folded into.
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+fn cap_update_managers(managers: &mut Vec<Manager>) {
+    let is_ancient = |m: &Manager| m.manager == ANCIENT_CHANGES && m.operation == Operation::Update;
+    while managers
+        .iter()
+        .filter(|m| m.operation == Operation::Update)
+        .count()
+        > MAX_UPDATE_MANAGERS
+    {
+        // The oldest other Update entry (no time counts as oldest) goes into the fold.
+        let Some(oldest) = (0..managers.len())
+            .filter(|i| managers[*i].operation == Operation::Update && !is_ancient(&managers[*i]))
+            .min_by(|a, b| managers[*a].time.cmp(&managers[*b].time))
+        else {
+            return;
+        };
+        let oldest = managers.remove(oldest);
+        match managers.iter_mut().find(|m| is_ancient(m)) {
+            Some(ancient) => {
+                ancient.fields = ancient.fields.union(&oldest.fields);
+                ancient.time = ancient.time.clone().max(oldest.time);
+            }
+            None => managers.push(Manager {
+                manager: ANCIENT_CHANGES.into(),
+                operation: Operation::Update,
+                api_version: oldest.api_version,
+                time: oldest.time,
+                subresource: String::new(),
+                fields: oldest.fields,
+            }),
+        }
+    }
 }
 
 /// A server-side apply of `config` (already decoded) onto `live` (absent: the apply creates).

@@ -293,3 +293,34 @@ fn apply_refuses_bad_configurations() {
         400
     );
 }
+
+#[test]
+fn update_entries_are_capped_by_folding_the_oldest() {
+    let root = root_type(deployments());
+    let mut live = config(1, "nginx");
+    track_update(root, None, &mut live, &writer("creator"), MAIN);
+    for i in 0..12 {
+        let mut next = live.clone();
+        next["metadata"]["labels"][format!("l{i}")] = json!("x");
+        track_update(
+            root,
+            Some(&live),
+            &mut next,
+            &writer(&format!("writer-{i}")),
+            MAIN,
+        );
+        live = next;
+    }
+    let managers = decode(&live).unwrap().unwrap();
+    assert_eq!(managers.len(), MAX_UPDATE_MANAGERS);
+    let ancient = managers
+        .iter()
+        .find(|m| m.manager == ANCIENT_CHANGES)
+        .unwrap();
+    let replicas: Path = vec!["f:spec".into(), "f:replicas".into()];
+    assert!(
+        ancient.fields.contains(&replicas),
+        "the creator's fields live on in the fold"
+    );
+    assert!(managers.iter().any(|m| m.manager == "writer-11"));
+}
