@@ -10,6 +10,8 @@
 //! `+mapType=atomic` make a struct or map a single value. Types whose JSON form is a scalar
 //! (quantities, times, int-or-string) are leaves; raw extensions are deduced from the value.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::field_set::{self, Element, FieldSet, Path};
@@ -204,9 +206,10 @@ fn index_items<'a>(
     unique: bool,
 ) -> Result<Vec<(Element, &'a Value)>, String> {
     let mut out: Vec<(Element, &Value)> = Vec::with_capacity(list.len());
+    let mut seen = HashSet::with_capacity(list.len());
     for item in list {
         let element = item_element(keys, item, path)?;
-        if out.iter().any(|(e, _)| *e == element) {
+        if !seen.insert(element.clone()) {
             if unique {
                 let mut at = path.to_vec();
                 at.push(element);
@@ -314,13 +317,11 @@ fn merge_at(
     let live_items = live.and_then(Value::as_array).unwrap_or(&empty);
     let live_index = index_items(keys, live_items, path, false)?;
     let config_index = index_items(keys, config_items, path, true)?;
-    let find_live = |element: &Element| {
-        live_index
-            .iter()
-            .find(|(e, _)| e == element)
-            .map(|(_, v)| *v)
-    };
-    let in_config = |element: &Element| config_index.iter().any(|(e, _)| e == element);
+    let live_by_element: HashMap<&Element, &Value> =
+        live_index.iter().map(|(e, v)| (e, *v)).collect();
+    let find_live = |element: &Element| live_by_element.get(element).copied();
+    let configured: HashSet<&Element> = config_index.iter().map(|(e, _)| e).collect();
+    let in_config = |element: &Element| configured.contains(element);
     // Live items the configuration does not name keep their places; the configuration's items
     // come in its own order, each one no later than the live item it matches.
     let mut out = Vec::with_capacity(live_index.len().max(config_index.len()));
@@ -436,19 +437,17 @@ fn compare_at(
         };
         let a = index_items(keys, a, path, false)?;
         let b = index_items(keys, b, path, false)?;
-        let mut elements: Vec<&Element> = a.iter().chain(b.iter()).map(|(e, _)| e).collect();
-        elements.sort();
-        elements.dedup();
-        for element in elements {
-            let find = |items: &[(Element, &Value)]| {
-                items
-                    .iter()
-                    .find(|(e, _)| e == element)
-                    .map(|(_, v)| (*v).clone())
-            };
-            let (x, y) = (find(&a), find(&b));
+        // Each element with its item on either side, in element order.
+        let mut pairs: BTreeMap<&Element, (Option<&Value>, Option<&Value>)> = BTreeMap::new();
+        for (element, item) in &a {
+            pairs.entry(element).or_default().0 = Some(*item);
+        }
+        for (element, item) in &b {
+            pairs.entry(element).or_default().1 = Some(*item);
+        }
+        for (element, (x, y)) in pairs {
             path.push(element.clone());
-            compare_at(x.as_ref(), y.as_ref(), item_ty, path, out)?;
+            compare_at(x, y, item_ty, path, out)?;
             path.pop();
         }
         return Ok(());
