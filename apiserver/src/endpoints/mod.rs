@@ -32,7 +32,6 @@ use crate::registry::generic_store::{
     FieldValidation, GenericStore, ListOptions, Ownership, UpdateScope, WriteOptions, Written,
     parse_resource_version,
 };
-use crate::registry::managed_fields;
 use crate::registry::printers;
 use crate::registry::resource_table::{self, ResourceDef, Subresource};
 use crate::registry::selectors::{FieldSelector, LabelSelector};
@@ -743,20 +742,21 @@ where
                     &object.warnings,
                 ));
             }
-            if matches!(
-                patch_type,
-                patch::PatchType::Merge | patch::PatchType::Strategic
-            ) && opts.field_validation != FieldValidation::Ignore
-                && let Ok(decoded) = strict_json::decode(&body)
-            {
-                opts.duplicate_fields = decoded.duplicates;
+            // Decoded once; a bad body is still reported after the object is read, as before.
+            let decoded = patch::decode_patch(patch_type, &body);
+            if let Ok((_, duplicates)) = &decoded {
+                opts.duplicate_fields = duplicates.clone();
             }
+            let decoded = decoded.map(|(patch, _)| patch);
             let schema = (r.types.schema_name)();
             if sub == Some(Subresource::Scale) {
                 let scale_schema = "io.k8s.api.autoscaling.v1.Scale";
                 opts.subresource = "scale";
                 return update_scale(store, r, namespace, name, &opts, |scale| {
-                    patch::apply_patch(patch_type, scale, &body, scale_schema)
+                    decoded
+                        .as_ref()
+                        .map_err(Clone::clone)?
+                        .apply(scale, scale_schema)
                 })
                 .await
                 .map(|v| encode(StatusCode::OK, v, &[]));
@@ -764,7 +764,7 @@ where
             let scope = update_scope(sub, &mut opts);
             let mut written = store
                 .guaranteed_update(r, namespace, name, scope, &opts, |old| {
-                    patch::apply_patch(patch_type, old, &body, &schema)
+                    decoded.as_ref().map_err(Clone::clone)?.apply(old, &schema)
                 })
                 .await?;
             if r.plural == "services" && scope == UpdateScope::Main && !opts.dry_run {
@@ -906,16 +906,16 @@ fn patch_force(query: &Query, patch_type: patch::PatchType) -> Result<bool, ApiE
             )));
         }
     };
-    let problem = if patch_type != patch::PatchType::Apply {
-        Some(status_error::FieldError::forbidden(
-            "force",
-            "may not be specified for non-apply patch",
-        ))
-    } else {
-        None
-    };
-    if let Some(e) = problem {
-        return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[e]));
+    if patch_type != patch::PatchType::Apply {
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            &[status_error::FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
     }
     Ok(force)
 }
@@ -959,29 +959,7 @@ async fn apply_object(
             Err(e) if e.code == 404 && scope == UpdateScope::Main => {}
             Err(e) => return Err(e),
         }
-        let writer = managed_fields::Writer {
-            manager: opts.field_manager.clone().unwrap_or_default(),
-            subresource: "",
-            api_version: r.api_version(),
-        };
-        let mut object = managed_fields::apply(
-            r,
-            None,
-            &config,
-            &writer,
-            force,
-            managed_fields::Scope::Main {
-                has_status: r.strategy.has_status(),
-            },
-        )?;
-        match object["metadata"]["name"].as_str() {
-            Some(n) if n != name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => object["metadata"]["name"] = json!(name),
-        }
+        let object = store.apply_new(r, name, opts, &config, force)?;
         let ns = require_namespace(r, namespace)?;
         let applied = WriteOptions {
             ownership: Ownership::Applied,

@@ -39,56 +39,80 @@ impl PatchType {
     }
 }
 
-/// Applies a patch to `original` (an object of `schema_name`).
-pub fn apply_patch(
+/// A JSON, merge or strategic patch body, decoded once for every attempt of an update.
+#[derive(Debug, Clone)]
+pub enum DecodedPatch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Value),
+}
+
+/// Decodes a non-apply patch body, with the paths of keys a merge or strategic patch repeats
+/// (for `fieldValidation`).
+pub fn decode_patch(
     patch_type: PatchType,
-    original: &Value,
     body: &[u8],
-    schema_name: &str,
-) -> Result<Value, ApiError> {
-    let parse = |b: &[u8]| {
-        serde_json::from_slice::<Value>(b)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+) -> Result<(DecodedPatch, Vec<String>), ApiError> {
+    let object = |what: &str| {
+        let decoded = strict_json::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        if !decoded.value.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "{what} must be a JSON object"
+            )));
+        }
+        Ok((decoded.value, decoded.duplicates))
     };
     match patch_type {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
-            Ok(doc)
+            Ok((DecodedPatch::Json(ops), Vec::new()))
         }
         PatchType::Merge => {
-            let patch = parse(body)?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request("merge patch must be a JSON object"));
-            }
-            let mut doc = original.clone();
-            json_patch::merge(&mut doc, &patch);
-            Ok(doc)
+            let (patch, duplicates) = object("merge patch")?;
+            Ok((DecodedPatch::Merge(patch), duplicates))
         }
         PatchType::Strategic => {
-            let patch = parse(body)?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request(
-                    "strategic merge patch must be a JSON object",
-                ));
-            }
-            Ok(
-                strategic_merge(original, &patch, catalog::message(schema_name))
-                    .unwrap_or(Value::Object(Map::new())),
-            )
+            let (patch, duplicates) = object("strategic merge patch")?;
+            Ok((DecodedPatch::Strategic(patch), duplicates))
         }
         // Apply is field-ownership aware; it never comes through here.
         PatchType::Apply => Err(ApiError::bad_request(
             "an apply patch must go through server-side apply",
         )),
+    }
+}
+
+impl DecodedPatch {
+    /// The patch applied to `original` (an object of `schema_name`).
+    pub fn apply(&self, original: &Value, schema_name: &str) -> Result<Value, ApiError> {
+        match self {
+            DecodedPatch::Json(ops) => {
+                let mut doc = original.clone();
+                json_patch::patch(&mut doc, ops).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+                Ok(doc)
+            }
+            DecodedPatch::Merge(patch) => {
+                let mut doc = original.clone();
+                json_patch::merge(&mut doc, patch);
+                Ok(doc)
+            }
+            DecodedPatch::Strategic(patch) => {
+                Ok(
+                    strategic_merge(original, patch, catalog::message(schema_name))
+                        .unwrap_or(Value::Object(Map::new())),
+                )
+            }
+        }
     }
 }
 
@@ -322,6 +346,17 @@ fn merge_list(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn apply_patch(
+        patch_type: PatchType,
+        original: &Value,
+        body: &[u8],
+        schema_name: &str,
+    ) -> Result<Value, ApiError> {
+        decode_patch(patch_type, body)?
+            .0
+            .apply(original, schema_name)
+    }
 
     fn smp(original: Value, patch: Value) -> Value {
         apply_patch(

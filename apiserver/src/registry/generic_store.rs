@@ -146,17 +146,25 @@ fn served(r: &ResourceDef, obj: Value) -> Value {
 /// Who `managedFields` credits a write to, if anyone: `requested` is the resource as the
 /// client addressed it (its API version is the entry's).
 fn writer_of(requested: &ResourceDef, opts: &WriteOptions, scope: UpdateScope) -> Option<Writer> {
-    if opts.ownership == Ownership::Applied || scope == UpdateScope::Binding {
+    if opts.ownership == Ownership::Applied
+        || scope == UpdateScope::Binding
+        || opts.field_manager.is_none()
+    {
         return None;
     }
-    Some(Writer {
-        manager: opts.field_manager.clone()?,
+    Some(writer(requested, opts, scope))
+}
+
+/// The writer of a write through `scope` (an unnamed manager is the empty name).
+fn writer(requested: &ResourceDef, opts: &WriteOptions, scope: UpdateScope) -> Writer {
+    Writer {
+        manager: opts.field_manager.clone().unwrap_or_default(),
         subresource: match scope {
             UpdateScope::Status => "status",
             _ => opts.subresource,
         },
         api_version: requested.api_version(),
-    })
+    }
 }
 
 fn ownership_scope(r: &ResourceDef, scope: UpdateScope) -> Scope {
@@ -626,6 +634,17 @@ impl GenericStore {
         // The client's closure sees and returns the requested version; the rest is stored form.
         let requested = r;
         let r = r.stored();
+        // Duplicates are reported once, at the version the client wrote.
+        let stored_opts;
+        let store_opts = if requested.conversion.is_some() {
+            stored_opts = WriteOptions {
+                duplicate_fields: Vec::new(),
+                ..opts.clone()
+            };
+            &stored_opts
+        } else {
+            opts
+        };
         for _ in 0..16 {
             let kv = self.get_kv(r, namespace, name).await?;
             let old = decode_stored(&kv)?;
@@ -648,17 +667,6 @@ impl GenericStore {
                     (c.to_storage)(typed)
                 }
                 None => body,
-            };
-            // Duplicates are reported once, at the version the client wrote.
-            let stored_opts;
-            let store_opts = if requested.conversion.is_some() {
-                stored_opts = WriteOptions {
-                    duplicate_fields: Vec::new(),
-                    ..opts.clone()
-                };
-                &stored_opts
-            } else {
-                opts
             };
             let writer = writer_of(requested, opts, scope);
             let new = self.prepare_update(
@@ -740,14 +748,7 @@ impl GenericStore {
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
-        match meta_str(&new, "name") {
-            Some(n) if n != name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => new["metadata"]["name"] = json!(name),
-        }
+        name_from_url(&mut new, name)?;
         set_namespace(r, &mut new, namespace)?;
         // System fields the client cannot change.
         for field in [
@@ -814,14 +815,7 @@ impl GenericStore {
             ),
             // Server bookkeeping and subresource writes cannot rewrite ownership.
             None if opts.ownership == Ownership::Track => {
-                match old["metadata"].get("managedFields") {
-                    Some(m) => new["metadata"]["managedFields"] = m.clone(),
-                    None => {
-                        new["metadata"]
-                            .as_object_mut()
-                            .map(|m| m.remove("managedFields"));
-                    }
-                }
+                copy_field(&mut new, old, &["metadata", "managedFields"]);
             }
             None => {}
         }
@@ -835,8 +829,31 @@ impl GenericStore {
         Ok(new)
     }
 
+    /// The object a server-side apply creates when there is none yet (created by the caller,
+    /// with [`Ownership::Applied`]).
+    pub fn apply_new(
+        &self,
+        r: &'static ResourceDef,
+        name: &str,
+        opts: &WriteOptions,
+        config: &Value,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        let scope = UpdateScope::Main;
+        let mut object = managed_fields::apply(
+            r,
+            None,
+            config,
+            &writer(r, opts, scope),
+            force,
+            ownership_scope(r, scope),
+        )?;
+        name_from_url(&mut object, name)?;
+        Ok(object)
+    }
+
     /// Server-side apply onto an existing object (404 when there is none: the caller then
-    /// creates it from [`managed_fields::apply`] over nothing, as a create).
+    /// creates the object [`GenericStore::apply_new`] gives).
     #[allow(clippy::too_many_arguments)] // reason: every input of one apply, named
     pub async fn apply(
         &self,
@@ -848,16 +865,7 @@ impl GenericStore {
         config: &Value,
         force: bool,
     ) -> Result<Written, ApiError> {
-        let manager = opts.field_manager.clone().unwrap_or_default();
-        let writer = Writer {
-            manager,
-            subresource: if scope == UpdateScope::Status {
-                "status"
-            } else {
-                opts.subresource
-            },
-            api_version: r.api_version(),
-        };
+        let writer = writer(r, opts, scope);
         let applied = WriteOptions {
             ownership: Ownership::Applied,
             ..opts.clone()
@@ -1117,7 +1125,19 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Sets a field on a JSON object, creating the object if needed.
+/// Gives an object the name on the URL; a different name in the object is a 400.
+fn name_from_url(obj: &mut Value, name: &str) -> Result<(), ApiError> {
+    match meta_str(obj, "name") {
+        Some(n) if n != name => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        ))),
+        _ => {
+            obj["metadata"]["name"] = json!(name);
+            Ok(())
+        }
+    }
+}
+
 /// `old` with only `path` taken from `new` (and, for a server-side apply, the managed fields
 /// the apply computed): what a subresource write may change.
 fn old_with(old: &Value, new: &Value, path: &[&str], opts: &WriteOptions) -> Value {
@@ -1146,6 +1166,7 @@ fn copy_field(into: &mut Value, from: &Value, path: &[&str]) {
     }
 }
 
+/// Sets a field on a JSON object, creating the object if needed.
 pub fn set_path(obj: &mut Value, path: &[&str], value: Value) {
     let mut cur = obj;
     for (i, key) in path.iter().enumerate() {
