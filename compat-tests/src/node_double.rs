@@ -5,8 +5,9 @@
 //!
 //! Its "containers" are scripted: logs are five numbered lines; exec runs `echo ARGS`, `cat`
 //! (stdin back on stdout, until the client closes stdin), `false` and `sh -c "exit N"`;
-//! attach greets; port-forward echoes every byte back on the port it came in on; `/healthz`
-//! answers `ok` (for `nodes/proxy`).
+//! attach greets. With stdin attached, every script but `cat` first waits for stdin to
+//! close. Port-forward echoes every byte back on the port it came in on; `/healthz` answers
+//! `ok` (for `nodes/proxy`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -164,6 +165,7 @@ async fn handle(
                 attach: *kind == "attach",
                 container: (*container).to_owned(),
                 command: query_values(&query, "command"),
+                stdin: query_values(&query, "input").iter().any(|v| v == "1"),
             };
             Ok(upgrade(&mut req, script))
         }
@@ -209,6 +211,7 @@ enum Script {
         attach: bool,
         container: String,
         command: Vec<String>,
+        stdin: bool,
     },
     PortForward {
         ports: Vec<u16>,
@@ -256,7 +259,8 @@ fn upgrade(req: &mut Request<Incoming>, script: Script) -> Response<Full<Bytes>>
                 attach,
                 container,
                 command,
-            } => run_exec(ws, attach, &container, &command, v5).await,
+                stdin,
+            } => run_exec(ws, attach, &container, &command, stdin, v5).await,
             Script::PortForward { ports } => run_port_forward(ws, &ports).await,
         };
     });
@@ -284,8 +288,17 @@ async fn run_exec(
     attach: bool,
     container: &str,
     command: &[String],
+    stdin: bool,
     v5: bool,
 ) -> Result<()> {
+    let is_cat = !attach && command.first().is_some_and(|c| c == "cat");
+    if stdin && !is_cat {
+        // client-go registers its streams only after the upgrade, while it already reads the
+        // connection, and drops frames for streams it has not registered yet. A real command
+        // takes long enough to start that this never shows; a scripted one does not, so when
+        // stdin is attached the double waits for it to close (its streams exist by then).
+        wait_for_stdin_close(&mut ws, v5).await?;
+    }
     let exit_code = if attach {
         ws.send(frame(1, format!("attached to {container}\n").as_bytes()))
             .await?;
@@ -338,6 +351,19 @@ async fn run_exec(
     }))
     .await
     .context("closing")?;
+    Ok(())
+}
+
+async fn wait_for_stdin_close(ws: &mut Ws, v5: bool) -> Result<()> {
+    while let Some(message) = ws.next().await {
+        if let Message::Binary(data) = message?
+            && v5
+            && data.first() == Some(&255)
+            && data.get(1) == Some(&0)
+        {
+            break;
+        }
+    }
     Ok(())
 }
 

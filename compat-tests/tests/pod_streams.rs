@@ -97,8 +97,10 @@ async fn kubectl_logs_exec_and_attach_reach_the_node() {
             refused.fails();
             continue;
         }
+        // Stdin is attached (and empty) so the double's scripts start only once kubectl has set
+        // up its streams; see the node double's notes.
         let echoed = cluster
-            .kubectl(v, &["exec", "web", "--", "echo", "hello", "world"])
+            .kubectl(v, &["exec", "-i", "web", "--", "echo", "hello", "world"])
             .ok();
         assert_eq!(echoed, "hello world\n");
         let mut cat = Command::new(kubectl_binary(v))
@@ -121,9 +123,11 @@ async fn kubectl_logs_exec_and_attach_reach_the_node() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "piped through\n");
-        let failed = cluster.kubectl(v, &["exec", "web", "--", "sh", "-c", "exit 3"]);
+        let failed = cluster.kubectl(v, &["exec", "-i", "web", "--", "sh", "-c", "exit 3"]);
         assert_eq!(failed.output.status.code(), Some(3), "{}", failed.stderr());
-        let attached = cluster.kubectl(v, &["attach", "pair", "-c", "side"]).ok();
+        let attached = cluster
+            .kubectl(v, &["attach", "-i", "pair", "-c", "side"])
+            .ok();
         assert!(attached.contains("attached to side"), "{attached}");
     }
 }

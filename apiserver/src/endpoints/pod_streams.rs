@@ -161,12 +161,18 @@ fn node_target(
         }
         Subresource::Exec | Subresource::Attach => {
             let container = container_of(pod, name, query)?;
-            let streams = ["stdin", "stdout", "stderr"];
+            // The kubelet's streaming server names the streams input/output/error.
+            let streams = [
+                ("stdin", "input"),
+                ("stdout", "output"),
+                ("stderr", "error"),
+                ("tty", "tty"),
+            ];
             let mut any = false;
-            for key in streams.iter().chain(&["tty"]) {
+            for (key, node_key) in streams {
                 if flag(query, key)? {
-                    any |= *key != "tty";
-                    params.push(((*key).into(), "true".into()));
+                    any |= key != "tty";
+                    params.push((node_key.into(), "1".into()));
                 }
             }
             if !any {
@@ -465,7 +471,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             target,
-            "/exec/ns/p/a?stdout=true&command=echo&command=hi%20there"
+            "/exec/ns/p/a?output=1&command=echo&command=hi%20there"
         );
         assert_eq!(
             node_target(
