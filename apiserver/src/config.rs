@@ -80,6 +80,15 @@ pub struct Flags {
     /// CA bundle that nodes' serving certificates must chain to; the cluster CA when not given.
     #[arg(long)]
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Run the controller manager in this process (as `system:kube-controller-manager`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub embedded_controllers: bool,
+    /// Run the scheduler in this process (as `system:kube-scheduler`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub embedded_scheduler: bool,
+    /// Run a component against a running server instead of serving.
+    #[command(subcommand)]
+    pub component: Option<crate::components::Component>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -295,6 +304,22 @@ pub async fn run(flags: Flags) -> Result<()> {
         tokens,
         kubelet,
     });
+    let root_ca = std::fs::read_to_string(pki.dir().join(certs::CA_CERT))
+        .context("reading the cluster CA")?;
+    if flags.embedded_controllers {
+        let client = crate::in_process::client(
+            server.clone(),
+            crate::in_process::component_user(controllers::USER),
+        );
+        tokio::spawn(crate::components::run_controller_manager(client, root_ca));
+    }
+    if flags.embedded_scheduler {
+        let client = crate::in_process::client(
+            server.clone(),
+            crate::in_process::component_user(scheduler::USER),
+        );
+        tokio::spawn(crate::components::run_scheduler(client));
+    }
     info!(address = %local, "serving");
     println!("apiserver listening on {server_url}");
     println!("  export KUBECONFIG={}", kubeconfig.display());

@@ -9,8 +9,10 @@
 
 pub mod authn;
 pub mod catalog;
+pub mod components;
 pub mod config;
 pub mod endpoints;
+pub mod in_process;
 pub mod kubelet_client;
 pub mod metrics;
 pub mod registry;

@@ -17,5 +17,10 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(apiserver::config::run(flags))
+        .block_on(async move {
+            match flags.component.clone() {
+                Some(component) => apiserver::components::run_standalone(component).await,
+                None => apiserver::config::run(flags).await,
+            }
+        })
 }

@@ -105,20 +105,31 @@ async fn serve_connection(
     let service = service_fn(move |req| {
         let server = server.clone();
         let user = user.clone();
-        async move {
-            let response = std::panic::AssertUnwindSafe(endpoints::handle(server, req, user))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    endpoints::error_response(&ApiError::internal(
-                        "the server panicked while handling the request",
-                    ))
-                });
-            Ok::<_, std::convert::Infallible>(response)
-        }
+        async move { Ok::<_, std::convert::Infallible>(respond(server, req, user).await) }
     });
     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Handles one request; a panic in a handler becomes a 500 Status instead of a dropped
+/// connection.
+pub async fn respond<B>(
+    server: Arc<ApiServer>,
+    req: http::Request<B>,
+    user: Option<authn::UserInfo>,
+) -> http::Response<endpoints::Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    std::panic::AssertUnwindSafe(endpoints::handle(server, req, user))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            endpoints::error_response(&ApiError::internal(
+                "the server panicked while handling the request",
+            ))
+        })
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub mod node_double;
+pub mod pod_status_double;
 
 /// Every kubectl on the machine; the compat tests run with each.
 pub const KUBECTL_VERSIONS: [&str; 7] = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"];

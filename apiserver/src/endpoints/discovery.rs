@@ -10,7 +10,7 @@ fn subresource_kind(
     r: &ResourceDef,
 ) -> (&'static str, &'static str, &'static str) {
     match sub {
-        Subresource::Status => ("", "", r.kind),
+        Subresource::Status | Subresource::Finalize => ("", "", r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
@@ -33,6 +33,7 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
         Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
         Subresource::Log => &["get"],
         Subresource::EphemeralContainers => &["get", "patch", "update"],
+        Subresource::Finalize => &["update"],
         Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
     }

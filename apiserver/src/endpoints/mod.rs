@@ -682,7 +682,11 @@ where
                 &status_error::success_status(name, "", "pods", ""),
             ))
         }
-        ("update", None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
+        (
+            "update",
+            None
+            | Some(Subresource::Status | Subresource::EphemeralContainers | Subresource::Finalize),
+        ) => {
             let mut opts = writer_options(&query, &headers, "UpdateOptions")?;
             let format = negotiation::body_format(content_type.as_deref())?;
             let (body, duplicates) =
@@ -886,6 +890,7 @@ async fn create_object(
 fn update_scope(sub: Option<Subresource>, opts: &mut WriteOptions) -> UpdateScope {
     match sub {
         Some(Subresource::Status) => UpdateScope::Status,
+        Some(Subresource::Finalize) => UpdateScope::Finalize,
         Some(Subresource::EphemeralContainers) => {
             opts.subresource = "ephemeralcontainers";
             UpdateScope::EphemeralContainers

@@ -191,6 +191,10 @@ fn decode_special(message: &CatalogMessage, buf: &[u8]) -> Result<Option<Value>,
                 .transpose()?;
             json!(s.unwrap_or_default())
         }
+        // Go encodes the zero time as an empty message, and it reads back as JSON null.
+        ("io.k8s.apimachinery.pkg.apis.meta.v1.", "time" | "microtime") if buf.is_empty() => {
+            Value::Null
+        }
         ("io.k8s.apimachinery.pkg.apis.meta.v1.", "time" | "microtime") => {
             let fs = fields(buf)?;
             rfc3339(get(&fs, 1), get(&fs, 2), short == "microtime")

@@ -87,6 +87,8 @@ pub enum UpdateScope {
     Binding,
     /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers`, and only by adding.
     EphemeralContainers,
+    /// `namespaces/{name}/finalize`: only `spec.finalizers`.
+    Finalize,
 }
 
 /// Options of a list.
@@ -697,7 +699,7 @@ impl GenericStore {
             let no_finalizers = new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty);
-            let result = if deleting && no_finalizers {
+            let result = if deleting && no_finalizers && !r.strategy.pending_finalizers(&new) {
                 self.storage
                     .delete(&key, Some(kv.mod_revision))
                     .await
@@ -771,10 +773,16 @@ impl GenericStore {
                 }
                 new = kept;
             }
-            UpdateScope::Main if r.strategy.has_status() => copy_field(&mut new, old, &["status"]),
+            UpdateScope::Main => {
+                if r.strategy.has_status() {
+                    copy_field(&mut new, old, &["status"]);
+                }
+                r.strategy.prepare_for_update(&mut new, old);
+            }
             UpdateScope::Status if r.strategy.has_status() => {
                 new = old_with(old, &new, &["status"], opts);
             }
+            UpdateScope::Finalize => new = old_with(old, &new, &["spec", "finalizers"], opts),
             _ => {}
         }
         if !old["metadata"]["deletionTimestamp"].is_null() {
@@ -932,18 +940,28 @@ impl GenericStore {
                     ),
                 ));
             }
-            let has_finalizers = obj["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
+            let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
+            let finalizers = finalizers_on_delete(r, &obj, options)?;
+            let has_finalizers = !finalizers.is_empty() || r.strategy.pending_finalizers(&obj);
             if has_finalizers {
-                if !obj["metadata"]["deletionTimestamp"].is_null() {
+                let mut marked = obj.clone();
+                if finalizers.is_empty() {
+                    if let Some(meta) = marked["metadata"].as_object_mut() {
+                        meta.remove("finalizers");
+                    }
+                } else {
+                    marked["metadata"]["finalizers"] = json!(finalizers);
+                }
+                if deleting && marked == obj {
                     return Ok((obj, false));
                 }
-                let mut marked = obj.clone();
-                marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                if let Some(g) = marked["metadata"]["generation"].as_i64() {
-                    marked["metadata"]["generation"] = json!(g + 1);
+                if !deleting {
+                    marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    if let Some(g) = marked["metadata"]["generation"].as_i64() {
+                        marked["metadata"]["generation"] = json!(g + 1);
+                    }
+                    r.strategy.prepare_for_delete(&mut marked);
                 }
                 if dry_run {
                     return Ok((marked, false));
@@ -1147,6 +1165,54 @@ fn old_with(old: &Value, new: &Value, path: &[&str], opts: &WriteOptions) -> Val
         copy_field(&mut kept, new, &["metadata", "managedFields"]);
     }
     kept
+}
+
+/// The garbage collector's finalizers a delete asks for: `orphan` for the Orphan policy (or
+/// `orphanDependents: true`), `foregroundDeletion` for Foreground; a Background delete clears
+/// both. Other finalizers stay. Returns the object's finalizers after the delete.
+fn finalizers_on_delete(
+    r: &ResourceDef,
+    obj: &Value,
+    options: &Value,
+) -> Result<Vec<String>, ApiError> {
+    const ORPHAN: &str = "orphan";
+    const FOREGROUND: &str = "foregroundDeletion";
+    let mut finalizers: Vec<String> = obj["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    let policy = options["propagationPolicy"].as_str();
+    let orphan_dependents = options["orphanDependents"].as_bool();
+    if policy.is_some() && orphan_dependents.is_some() {
+        return Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &[FieldError::invalid(
+                "propagationPolicy",
+                &json!(policy),
+                "orphanDependents and deletionPropagation cannot be both set",
+            )],
+        ));
+    }
+    let policy = match (policy, orphan_dependents) {
+        (Some(p), _) => p,
+        (None, Some(true)) => "Orphan",
+        (None, Some(false)) => "Background",
+        // An object already being deleted keeps the policy it was deleted with.
+        (None, None) if !obj["metadata"]["deletionTimestamp"].is_null() => return Ok(finalizers),
+        (None, None) if r.strategy.orphans_by_default() => "Orphan",
+        (None, None) => "Background",
+    };
+    finalizers.retain(|f| f != ORPHAN && f != FOREGROUND);
+    match policy {
+        "Orphan" => finalizers.push(ORPHAN.into()),
+        "Foreground" => finalizers.push(FOREGROUND.into()),
+        _ => {}
+    }
+    Ok(finalizers)
 }
 
 /// Sets `path` in `into` to its value in `from`, or removes it there when `from` has none.

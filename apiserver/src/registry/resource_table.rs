@@ -51,6 +51,8 @@ pub enum Subresource {
     EphemeralContainers,
     /// `pods|services|nodes/proxy[/path]`: HTTP relayed to the pod, service or node.
     Proxy,
+    /// `namespaces/{name}/finalize`: writes only `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -67,6 +69,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::EphemeralContainers => "ephemeralcontainers",
             Subresource::Proxy => "proxy",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -273,7 +276,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             false,
             &["ns"],
             NONE,
-            STATUS,
+            &[Subresource::Finalize, Subresource::Status],
             Box::new(NamespaceStrategy),
             &printers::NAMESPACES,
             hooks::<core::v1::Namespace>(),

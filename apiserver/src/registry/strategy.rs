@@ -43,6 +43,25 @@ pub trait Strategy: Send + Sync {
     fn field_value(&self, _obj: &Value, _field: &str) -> Option<String> {
         None
     }
+
+    /// Update-time preparation of a main-endpoint write: fields only a subresource may change
+    /// are taken from the old object.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Whether finalizers kept outside `metadata.finalizers` (a namespace's
+    /// `spec.finalizers`) still hold a deleted object.
+    fn pending_finalizers(&self, _obj: &Value) -> bool {
+        false
+    }
+
+    /// Marks an object whose deletion waits for finalizers (a namespace turns Terminating).
+    fn prepare_for_delete(&self, _obj: &mut Value) {}
+
+    /// Whether a delete that names no propagation policy orphans the dependents (batch/v1
+    /// Jobs keep this older default); otherwise they are collected in the background.
+    fn orphans_by_default(&self) -> bool {
+        false
+    }
 }
 
 /// The strategy of resources with no special rules.

@@ -245,6 +245,9 @@ impl Strategy for WorkloadStrategy {
     fn tracks_generation(&self) -> bool {
         true
     }
+    fn orphans_by_default(&self) -> bool {
+        self.kind == WorkloadKind::Job
+    }
     fn prepare_for_create(&self, obj: &mut Value) {
         if let Some(map) = obj.as_object_mut() {
             map.remove("status");
@@ -401,10 +404,37 @@ impl Strategy for NamespaceStrategy {
     }
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"phase": "Active"});
-        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        let mut finalizers: Vec<Value> = obj["spec"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == "kubernetes") {
+            finalizers.push(json!("kubernetes"));
+        }
+        obj["spec"] = json!({ "finalizers": finalizers });
     }
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         (field == "status.phase").then(|| str_at(obj, "/status/phase").unwrap_or("").to_owned())
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        // spec.finalizers changes only through namespaces/{name}/finalize.
+        if !new["spec"].is_object() {
+            new["spec"] = json!({});
+        }
+        match old["spec"]["finalizers"].clone() {
+            Value::Null => {
+                new["spec"].as_object_mut().map(|m| m.remove("finalizers"));
+            }
+            finalizers => new["spec"]["finalizers"] = finalizers,
+        }
+    }
+    fn pending_finalizers(&self, obj: &Value) -> bool {
+        obj["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    }
+    fn prepare_for_delete(&self, obj: &mut Value) {
+        obj["status"]["phase"] = json!("Terminating");
     }
 }
 

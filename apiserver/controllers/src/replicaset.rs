@@ -1,0 +1,607 @@
+//! The ReplicaSet and ReplicationController controller: keeps `spec.replicas` active pods that
+//! match the selector, adopting matching orphans and releasing owned pods that no longer
+//! match, and reports replicas, fully labeled, ready and available counts in status.
+//!
+//! `plan` is the pure decision; `reconcile` carries it out through the API. Creations and
+//! deletions in flight are remembered (`Expectations`) so a reconcile that runs before the
+//! pod watch has caught up does not create or delete twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use crate::informers::Informer;
+use crate::pods;
+use crate::{ControllerContext, ReconcileError};
+
+/// At most this many pods are created or deleted in one reconcile (upstream's burst).
+const BURST: usize = 500;
+
+/// What the controller needs of a ReplicaSet or ReplicationController.
+#[derive(Debug, Clone)]
+pub struct ReplicaTarget {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub meta: ObjectMeta,
+    pub replicas: i32,
+    pub min_ready_seconds: i32,
+    pub selector: LabelSelector,
+    pub template: PodTemplateSpec,
+}
+
+/// A kind this controller manages.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    fn target(&self) -> ReplicaTarget;
+}
+
+impl Replicated for ReplicaSet {
+    fn target(&self) -> ReplicaTarget {
+        let spec = self.spec.clone().unwrap_or_default();
+        ReplicaTarget {
+            api_version: "apps/v1",
+            kind: "ReplicaSet",
+            meta: self.metadata.clone(),
+            replicas: spec.replicas.unwrap_or(1),
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            selector: spec.selector,
+            template: spec.template.unwrap_or_default(),
+        }
+    }
+}
+
+impl Replicated for ReplicationController {
+    fn target(&self) -> ReplicaTarget {
+        let spec = self.spec.clone().unwrap_or_default();
+        ReplicaTarget {
+            api_version: "v1",
+            kind: "ReplicationController",
+            meta: self.metadata.clone(),
+            replicas: spec.replicas.unwrap_or(1),
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            selector: LabelSelector {
+                match_labels: spec.selector,
+                ..LabelSelector::default()
+            },
+            template: spec.template.unwrap_or_default(),
+        }
+    }
+}
+
+/// The counts reported in status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaCounts {
+    pub replicas: i32,
+    pub fully_labeled: i32,
+    pub ready: i32,
+    pub available: i32,
+}
+
+/// What one reconcile does.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Matching orphans to take (pod names).
+    pub adopt: Vec<String>,
+    /// Owned pods that no longer match (pod names).
+    pub release: Vec<String>,
+    /// How many pods to create.
+    pub create: usize,
+    /// Surplus pods to delete, least valuable first.
+    pub delete: Vec<Pod>,
+    pub counts: ReplicaCounts,
+    /// When a ready pod becomes available, so status is looked at again then.
+    pub recheck_after: Option<Duration>,
+}
+
+/// Decides what to do for `target` given the pods of its namespace.
+pub fn plan(target: &ReplicaTarget, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
+    let uid = target.meta.uid.as_deref().unwrap_or("");
+    let deleting = target.meta.deletion_timestamp.is_some();
+    let mut plan = Plan::default();
+    let mut owned: Vec<&Pod> = Vec::new();
+    let empty = BTreeMap::new();
+    for pod in pods {
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let matches = pods::selector_matches(&target.selector, labels);
+        match pods::controller_of(&pod.metadata) {
+            Some(r) if r.uid == uid => {
+                if matches || deleting {
+                    owned.push(pod);
+                } else {
+                    plan.release.push(pod.name_any());
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches && !deleting && pod.metadata.deletion_timestamp.is_none() {
+                    plan.adopt.push(pod.name_any());
+                    owned.push(pod);
+                }
+            }
+        }
+    }
+    let mut active: Vec<&Pod> = owned
+        .iter()
+        .copied()
+        .filter(|p| pods::is_active(p))
+        .collect();
+    let template_labels = target
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    plan.counts = ReplicaCounts {
+        replicas: active.len() as i32,
+        fully_labeled: active
+            .iter()
+            .filter(|p| {
+                let labels = p.metadata.labels.as_ref().unwrap_or(&empty);
+                template_labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .count() as i32,
+        ready: active.iter().filter(|p| pods::is_ready(p)).count() as i32,
+        available: active
+            .iter()
+            .filter(|p| pods::is_available(p, target.min_ready_seconds, now))
+            .count() as i32,
+    };
+    if target.min_ready_seconds > 0 {
+        plan.recheck_after = active
+            .iter()
+            .filter_map(|p| pods::ready_since(p))
+            .map(|since| since + jiff::SignedDuration::from_secs(target.min_ready_seconds as i64))
+            .filter(|at| *at > now)
+            .min()
+            .and_then(|at| Duration::try_from(now.duration_until(at)).ok());
+    }
+    if deleting {
+        return plan;
+    }
+    let want = target.replicas.max(0) as usize;
+    if active.len() < want {
+        plan.create = (want - active.len()).min(BURST);
+    } else if active.len() > want {
+        let surplus = active.len() - want;
+        active.sort_by(|a, b| pods::deletion_order(a, b));
+        plan.delete = active
+            .into_iter()
+            .take(surplus.min(BURST))
+            .cloned()
+            .collect();
+    }
+    plan
+}
+
+/// Creations and deletions issued but not yet seen through the pod watch, per owner.
+#[derive(Default)]
+pub struct Expectations {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+struct Pending {
+    creates: HashSet<String>,
+    deletes: HashSet<String>,
+    since: Instant,
+}
+
+/// Pending expectations older than this are given up (upstream's five minutes).
+const EXPECTATION_TTL: Duration = Duration::from_secs(300);
+
+impl Expectations {
+    /// Whether everything issued for `key` has been observed in `pods`.
+    pub fn satisfied(&self, key: &str, pods: &[Arc<Pod>]) -> bool {
+        let mut map = self.pending.lock().expect("expectations lock");
+        let Some(p) = map.get_mut(key) else {
+            return true;
+        };
+        let names: HashSet<String> = pods.iter().map(|p| p.name_any()).collect();
+        let uids: HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        p.creates.retain(|n| !names.contains(n));
+        p.deletes.retain(|u| uids.contains(u.as_str()));
+        let done =
+            (p.creates.is_empty() && p.deletes.is_empty()) || p.since.elapsed() > EXPECTATION_TTL;
+        if done {
+            map.remove(key);
+        }
+        done
+    }
+
+    fn expect(&self, key: &str, creates: Vec<String>, deletes: Vec<String>) {
+        if creates.is_empty() && deletes.is_empty() {
+            return;
+        }
+        let mut map = self.pending.lock().expect("expectations lock");
+        let p = map.entry(key.to_owned()).or_insert_with(|| Pending {
+            creates: HashSet::new(),
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        });
+        p.creates.extend(creates);
+        p.deletes.extend(deletes);
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.pending.lock().expect("expectations lock").remove(key);
+    }
+}
+
+/// The state shared by reconciles of one kind.
+pub struct ReplicaContext {
+    pub ctx: ControllerContext,
+    pub pods: Store<Pod>,
+    pub expectations: Expectations,
+    pub recorder: Recorder,
+}
+
+/// Runs the controller for kind `K` until the stream ends.
+pub async fn run<K: Replicated>(
+    ctx: ControllerContext,
+    owners: &mut Informer<K>,
+    pods: &mut Informer<Pod>,
+) -> impl std::future::Future<Output = ()> + use<K> {
+    let recorder = ctx.recorder(if K::kind(&()) == "ReplicaSet" {
+        "replicaset-controller"
+    } else {
+        "replication-controller"
+    });
+    let state = Arc::new(ReplicaContext {
+        ctx,
+        pods: pods.store(),
+        expectations: Expectations::default(),
+        recorder,
+    });
+    let controller = Controller::for_shared_stream(owners.subscribe(), owners.store())
+        .owns_shared_stream(pods.subscribe());
+    async move {
+        controller
+            .run(reconcile::<K>, error_policy::<K>, state)
+            .for_each(|_| futures::future::ready(()))
+            .await
+    }
+}
+
+fn error_policy<K: Replicated>(
+    _obj: Arc<K>,
+    err: &ReconcileError,
+    _ctx: Arc<ReplicaContext>,
+) -> Action {
+    warn!(kind = K::kind(&()).as_ref(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile<K: Replicated>(
+    obj: Arc<K>,
+    state: Arc<ReplicaContext>,
+) -> Result<Action, ReconcileError> {
+    let target = obj.target();
+    let namespace = target.meta.namespace.clone().unwrap_or_default();
+    let key = format!(
+        "{}/{}/{}",
+        target.kind,
+        namespace,
+        target.meta.name.as_deref().unwrap_or("")
+    );
+    let client = state.ctx.client.clone();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let in_namespace: Vec<Arc<Pod>> = state
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .collect();
+    let settled = state.expectations.satisfied(&key, &in_namespace);
+    let now = Timestamp::now();
+    let plan = plan(&target, &in_namespace, now);
+    let owner = pods::controller_ref(target.api_version, target.kind, &target.meta);
+    let reference = obj.object_ref(&());
+    let mut failure = None;
+
+    for name in &plan.adopt {
+        if let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) {
+            let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+            refs.push(owner.clone());
+            let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+            if let Err(e) = pod_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    for name in &plan.release {
+        if let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) {
+            let refs: Vec<OwnerReference> = pod
+                .metadata
+                .owner_references
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.uid != owner.uid)
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+            if let Err(e) = pod_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+
+    if settled {
+        let prefix = format!("{}-", target.meta.name.as_deref().unwrap_or("pod"));
+        // Slow start: 1, 2, 4, … pods at a time, stopping at the first failure.
+        let mut left = plan.create;
+        let mut batch = 1;
+        let mut created = Vec::new();
+        while left > 0 && failure.is_none() {
+            let n = batch.min(left);
+            let pod = pods::pod_from_template(&target.template, &namespace, &prefix, owner.clone());
+            let params = PostParams::default();
+            let results =
+                futures::future::join_all((0..n).map(|_| pod_api.create(&params, &pod))).await;
+            for r in results {
+                match r {
+                    Ok(p) => {
+                        let name = p.name_any();
+                        state
+                            .recorder
+                            .publish(
+                                &Event {
+                                    type_: EventType::Normal,
+                                    reason: "SuccessfulCreate".into(),
+                                    note: Some(format!("Created pod: {name}")),
+                                    action: "Create".into(),
+                                    secondary: None,
+                                },
+                                &reference,
+                            )
+                            .await
+                            .ok();
+                        created.push(name);
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        state
+                            .recorder
+                            .publish(
+                                &Event {
+                                    type_: EventType::Warning,
+                                    reason: "FailedCreate".into(),
+                                    note: Some(format!("Error creating: {message}")),
+                                    action: "Create".into(),
+                                    secondary: None,
+                                },
+                                &reference,
+                            )
+                            .await
+                            .ok();
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            left -= n;
+            batch *= 2;
+        }
+        let mut deleted = Vec::new();
+        for pod in &plan.delete {
+            let name = pod.name_any();
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match pod_api.delete(&name, &params).await {
+                Ok(_) => {
+                    deleted.extend(pod.metadata.uid.clone());
+                    state
+                        .recorder
+                        .publish(
+                            &Event {
+                                type_: EventType::Normal,
+                                reason: "SuccessfulDelete".into(),
+                                note: Some(format!("Deleted pod: {name}")),
+                                action: "Delete".into(),
+                                secondary: None,
+                            },
+                            &reference,
+                        )
+                        .await
+                        .ok();
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        state.expectations.expect(&key, created, deleted);
+    }
+
+    write_status(&*obj, &target, &plan.counts, &client, failure.as_ref()).await?;
+    if let Some(e) = failure {
+        return Err(ReconcileError::Api(e));
+    }
+    Ok(match plan.recheck_after {
+        Some(after) => Action::requeue(after),
+        None if !settled => Action::requeue(Duration::from_secs(1)),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+async fn write_status<K: Replicated>(
+    obj: &K,
+    target: &ReplicaTarget,
+    counts: &ReplicaCounts,
+    client: &kube::Client,
+    failure: Option<&kube::Error>,
+) -> Result<(), ReconcileError> {
+    let current = serde_json::to_value(obj).unwrap_or_default();
+    let status = &current["status"];
+    let read = |k: &str| status[k].as_i64().unwrap_or(0) as i32;
+    let generation = target.meta.generation.unwrap_or(0);
+    let failure_condition = failure.map(|e| {
+        json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": e.to_string(), "lastTransitionTime": Timestamp::now().to_string()}])
+    });
+    let had_failure = status["conditions"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty());
+    if read("replicas") == counts.replicas
+        && read("fullyLabeledReplicas") == counts.fully_labeled
+        && read("readyReplicas") == counts.ready
+        && read("availableReplicas") == counts.available
+        && status["observedGeneration"].as_i64().unwrap_or(0) == generation
+        && failure_condition.is_none()
+        && !had_failure
+    {
+        return Ok(());
+    }
+    let patch = json!({"status": {
+        "replicas": counts.replicas,
+        "fullyLabeledReplicas": counts.fully_labeled,
+        "readyReplicas": counts.ready,
+        "availableReplicas": counts.available,
+        "observedGeneration": generation,
+        "conditions": failure_condition,
+    }});
+    let api: Api<K> = Api::namespaced(
+        client.clone(),
+        target.meta.namespace.as_deref().unwrap_or(""),
+    );
+    match api
+        .patch_status(
+            target.meta.name.as_deref().unwrap_or(""),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(ReconcileError::Api(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pods::fixtures::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+
+    fn replica_set(replicas: i32) -> ReplicaSet {
+        let labels: BTreeMap<String, String> = [("app".to_owned(), "web".to_owned())].into();
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                uid: Some("rs-uid".into()),
+                generation: Some(1),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                selector: LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..LabelSelector::default()
+                },
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: None,
+                }),
+                ..ReplicaSetSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn missing_replicas_are_created_and_orphans_adopted() {
+        let rs = replica_set(3).target();
+        let orphan = Arc::new(pod("orphan", &[("app", "web")]));
+        let stranger = Arc::new(pod("other", &[("app", "db")]));
+        let plan = plan(&rs, &[orphan, stranger], Timestamp::now());
+        assert_eq!(plan.adopt, ["orphan"]);
+        assert_eq!(plan.create, 2);
+        assert_eq!(plan.counts.replicas, 1);
+    }
+
+    #[test]
+    fn surplus_pods_are_deleted_least_ready_first() {
+        let rs = replica_set(1).target();
+        let owner = pods::controller_ref("apps/v1", "ReplicaSet", &rs.meta);
+        let now = Timestamp::now();
+        let a = Arc::new(owned_by(ready(pod("a", &[("app", "web")]), now), &owner));
+        let b = Arc::new(owned_by(pod("b", &[("app", "web")]), &owner));
+        let plan = plan(&rs, &[a, b], now);
+        assert_eq!(plan.create, 0);
+        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete[0].name_any(), "b");
+        assert_eq!(plan.counts.ready, 1);
+        assert_eq!(plan.counts.available, 1);
+    }
+
+    #[test]
+    fn owned_pods_that_stop_matching_are_released() {
+        let rs = replica_set(1).target();
+        let owner = pods::controller_ref("apps/v1", "ReplicaSet", &rs.meta);
+        let relabeled = Arc::new(owned_by(pod("a", &[("app", "debug")]), &owner));
+        let plan = plan(&rs, &[relabeled], Timestamp::now());
+        assert_eq!(plan.release, ["a"]);
+        assert_eq!(plan.create, 1);
+    }
+
+    #[test]
+    fn pods_of_another_controller_are_left_alone() {
+        let rs = replica_set(0).target();
+        let other = OwnerReference {
+            uid: "someone-else".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let theirs = Arc::new(owned_by(pod("a", &[("app", "web")]), &other));
+        let plan = plan(&rs, &[theirs], Timestamp::now());
+        assert!(plan.delete.is_empty() && plan.adopt.is_empty());
+    }
+
+    #[test]
+    fn expectations_hold_until_the_watch_shows_the_writes() {
+        let e = Expectations::default();
+        e.expect("k", vec!["web-1".into()], vec![]);
+        assert!(!e.satisfied("k", &[]));
+        assert!(e.satisfied("k", &[Arc::new(pod("web-1", &[]))]));
+    }
+}
