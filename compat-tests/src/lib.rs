@@ -44,9 +44,15 @@ pub fn kubectl_binary(version: &str) -> PathBuf {
 }
 
 impl TestCluster {
-    /// Starts a server on a free loopback port with fresh certificates.
+    /// Starts the API server alone (as kube-apiserver is: no controllers, no scheduler) on a
+    /// free loopback port with fresh certificates.
     pub fn start() -> Result<TestCluster> {
         Self::start_with(&[])
+    }
+
+    /// Starts the server with its embedded controller manager and scheduler, as `make run`.
+    pub fn start_with_controllers() -> Result<TestCluster> {
+        Self::start_with(&["--embedded-controllers=true", "--embedded-scheduler=true"])
     }
 
     /// Starts a server with extra flags.
@@ -68,6 +74,11 @@ impl TestCluster {
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--secure-port", "0", "--bind-address", "127.0.0.1"])
+            .args(if extra.iter().any(|a| a.starts_with("--embedded-")) {
+                &[][..]
+            } else {
+                &["--embedded-controllers=false", "--embedded-scheduler=false"][..]
+            })
             .args(extra)
             // Quiet servers unless the person running the tests asks for logs.
             .env(

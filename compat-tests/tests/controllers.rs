@@ -30,7 +30,7 @@ const V: &str = "1.33";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_roll_scale_roll_back_and_cascade_through_stock_kubectl() {
-    let cluster = TestCluster::start().unwrap();
+    let cluster = TestCluster::start_with_controllers().unwrap();
     let _kubelet = PodStatusDouble::start(cluster.client().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     for (name, taint) in [("n1", None), ("n2", None), ("n3", Some("dedicated"))] {

@@ -866,7 +866,6 @@ mod tests {
                     rolling_update: Some(RollingUpdateDeployment {
                         max_surge: Some(IntOrString::Int(surge)),
                         max_unavailable: Some(IntOrString::Int(unavailable)),
-                        ..RollingUpdateDeployment::default()
                     }),
                 }),
                 ..DeploymentSpec::default()

@@ -121,9 +121,7 @@ async fn run_controllers(client: kube::Client, options: Options) -> anyhow::Resu
             tracing::error!(error = %e, "garbage collector stopped");
         }
     });
-    for informer in [&mut pods] {
-        informer.start(&mut tasks);
-    }
+    pods.start(&mut tasks);
     replica_sets.start(&mut tasks);
     controllers.start(&mut tasks);
     deployments.start(&mut tasks);
