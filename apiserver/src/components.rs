@@ -41,19 +41,32 @@ fn identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
-/// The embedded controller manager: campaigns again whenever it loses its lease.
-pub async fn run_controller_manager(client: kube::Client, root_ca: String) {
+/// Runs an embedded component for as long as the server runs: whenever it stops (its lease
+/// lost, a watch ended) it campaigns again.
+async fn keep_running<F, Fut>(what: &str, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     loop {
+        if let Err(e) = run().await {
+            warn!(component = what, error = %e, "stopped; campaigning again");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The embedded controller manager.
+pub async fn run_controller_manager(client: kube::Client, root_ca: String) {
+    keep_running("controller manager", || {
         let options = controllers::Options {
             identity: identity(),
             root_ca: root_ca.clone(),
             lease: LeaseTiming::default(),
         };
-        if let Err(e) = controllers::run(client.clone(), options).await {
-            warn!(error = %e, "controller manager stopped; campaigning again");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        controllers::run(client.clone(), options)
+    })
+    .await
 }
 
 async fn scheduler_while_leading(client: kube::Client) -> Result<()> {
@@ -68,14 +81,9 @@ async fn scheduler_while_leading(client: kube::Client) -> Result<()> {
         .await
 }
 
-/// The embedded scheduler: campaigns again whenever it loses its lease.
+/// The embedded scheduler.
 pub async fn run_scheduler(client: kube::Client) {
-    loop {
-        if let Err(e) = scheduler_while_leading(client.clone()).await {
-            warn!(error = %e, "scheduler stopped; campaigning again");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    keep_running("scheduler", || scheduler_while_leading(client.clone())).await
 }
 
 async fn client_from(kubeconfig: &PathBuf) -> Result<(kube::Client, kube::Config)> {

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -317,7 +317,7 @@ pub struct DeploymentContext {
     pub recorder: Recorder,
 }
 
-pub async fn run(
+pub fn run(
     ctx: ControllerContext,
     deployments: &mut Informer<Deployment>,
     replica_sets: &mut Informer<ReplicaSet>,
@@ -346,20 +346,15 @@ fn error_policy(_d: Arc<Deployment>, err: &ReconcileError, _ctx: Arc<DeploymentC
 }
 
 async fn event(state: &DeploymentContext, d: &Deployment, reason: &str, note: String) {
-    state
-        .recorder
-        .publish(
-            &Event {
-                type_: EventType::Normal,
-                reason: reason.into(),
-                note: Some(note),
-                action: "Scale".into(),
-                secondary: None,
-            },
-            &d.object_ref(&()),
-        )
-        .await
-        .ok();
+    crate::record_event(
+        &state.recorder,
+        &d.object_ref(&()),
+        EventType::Normal,
+        reason,
+        "Scale",
+        note,
+    )
+    .await;
 }
 
 async fn reconcile(
@@ -378,6 +373,7 @@ async fn reconcile(
     let now = Timestamp::now();
 
     // The ReplicaSets this Deployment controls (adopting matching orphans).
+    let selector = pods::controller_selector(&spec.selector);
     let mut owned: Vec<ReplicaSet> = Vec::new();
     for rs in state.replica_sets.state() {
         if rs.namespace().as_deref() != Some(namespace.as_str())
@@ -388,10 +384,9 @@ async fn reconcile(
         let labels = rs.labels().clone();
         match pods::controller_of(&rs.metadata) {
             Some(r) if r.uid == uid => owned.push((*rs).clone()),
-            None if pods::selector_matches(&spec.selector, &labels) => {
-                let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                refs.push(pods::controller_ref("apps/v1", "Deployment", &d.metadata));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid}});
+            None if pods::selects(selector.as_ref(), &labels) => {
+                let owner = pods::controller_ref("apps/v1", "Deployment", &d.metadata);
+                let patch = pods::ownership_patch(&rs.metadata, &owner, true);
                 let adopted = rs_api
                     .patch(
                         &rs.name_any(),
@@ -604,15 +599,8 @@ async fn reconcile(
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
         .cloned();
     let mut requeue = None;
-    let progressing = match &new_rs {
-        _ if paused => condition(
-            &d,
-            "Progressing",
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused".into(),
-            now,
-        ),
+    // There is no new ReplicaSet only while paused.
+    let progressing = match new_rs.as_ref().filter(|_| !paused) {
         None => condition(
             &d,
             "Progressing",

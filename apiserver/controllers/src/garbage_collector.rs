@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{Discovery, Scope, verbs};
@@ -80,13 +80,17 @@ impl Graph {
         touched
     }
 
-    /// Forgets an object; returns its dependents and owners, which need another look.
-    fn remove(&mut self, uid: &str) -> Vec<String> {
-        let mut touched: Vec<String> = self
-            .dependents
+    /// The uids of the objects that name `uid` as an owner.
+    fn dependents_of(&self, uid: &str) -> Vec<String> {
+        self.dependents
             .get(uid)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Forgets an object; returns its dependents and owners, which need another look.
+    fn remove(&mut self, uid: &str) -> Vec<String> {
+        let mut touched = self.dependents_of(uid);
         if let Some(old) = self.nodes.remove(uid) {
             for r in &old.owners {
                 if let Some(set) = self.dependents.get_mut(&r.uid) {
@@ -154,21 +158,30 @@ type MetaEvent = (
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let discovery = Discovery::new(ctx.client.clone()).run().await?;
     let (tx, mut rx) = mpsc::channel::<MetaEvent>(1024);
+    // Owner references may name any served version, so every version resolves.
     let mut kinds: HashMap<(String, String), (Arc<ApiResource>, bool)> = HashMap::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            for (ar, caps) in group.versioned_resources(version) {
+                let namespaced = caps.scope == Scope::Namespaced;
+                kinds.insert(
+                    (ar.api_version.clone(), ar.kind.clone()),
+                    (Arc::new(ar), namespaced),
+                );
+            }
+        }
+    }
+    // Each resource is watched once, in its preferred version.
     let mut watches = tokio::task::JoinSet::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
-            let namespaced = caps.scope == Scope::Namespaced;
-            kinds.insert(
-                (ar.api_version.clone(), ar.kind.clone()),
-                (Arc::new(ar.clone()), namespaced),
-            );
             if !caps.supports_operation(verbs::WATCH)
                 || !caps.supports_operation(verbs::DELETE)
                 || ar.plural == "events"
             {
                 continue;
             }
+            let namespaced = caps.scope == Scope::Namespaced;
             let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(ctx.client.clone(), &ar);
             let ar = Arc::new(ar);
             let tx = tx.clone();
@@ -187,16 +200,6 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                     }
                 }
             });
-        }
-    }
-    // Other versions of the same groups resolve too (owner references name any served one).
-    for group in discovery.groups() {
-        for version in group.versions() {
-            for (ar, caps) in group.versioned_resources(version) {
-                kinds
-                    .entry((ar.api_version.clone(), ar.kind.clone()))
-                    .or_insert_with(|| (Arc::new(ar), caps.scope == Scope::Namespaced));
-            }
         }
     }
     drop(tx);
@@ -223,7 +226,8 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 if let Err(e) = collector.process(&uid).await {
                     warn!(uid, error = %e, "garbage collection step failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    collector.requeue_later(uid);
+                    // Retried after the events that are already waiting.
+                    collector.enqueue(vec![uid]);
                 }
             }
         }
@@ -236,8 +240,9 @@ struct Collector {
     graph: Graph,
     queue: VecDeque<String>,
     queued: HashSet<String>,
-    /// uids seen during a (re)list of a resource, to forget the ones that vanished.
-    listing: HashMap<String, HashSet<String>>,
+    /// uids seen during a (re)list of a resource (by group and plural), to forget the ones
+    /// that vanished.
+    listing: HashMap<(String, String), HashSet<String>>,
 }
 
 impl Collector {
@@ -247,11 +252,6 @@ impl Collector {
                 self.queue.push_back(uid);
             }
         }
-    }
-
-    fn requeue_later(&mut self, uid: String) {
-        // Retried after the events that are already waiting.
-        self.enqueue(vec![uid]);
     }
 
     fn observe(&mut self, (ar, namespaced, event): MetaEvent) {
@@ -272,25 +272,26 @@ impl Collector {
                 },
             )
         };
+        let resource_key = (ar.group.clone(), ar.plural.clone());
         match event {
             watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
                 let (uid, node) = node_of(&obj);
-                if let Some(seen) = self.listing.get_mut(&ar.plural) {
+                if let Some(seen) = self.listing.get_mut(&resource_key) {
                     seen.insert(uid.clone());
                 }
                 let touched = self.graph.upsert(uid, node);
                 self.enqueue(touched);
             }
             watcher::Event::Delete(obj) => {
-                let (uid, _) = node_of(&obj);
+                let uid = obj.metadata.uid.unwrap_or_default();
                 let touched = self.graph.remove(&uid);
                 self.enqueue(touched);
             }
             watcher::Event::Init => {
-                self.listing.insert(ar.plural.clone(), HashSet::new());
+                self.listing.insert(resource_key, HashSet::new());
             }
             watcher::Event::InitDone => {
-                let seen = self.listing.remove(&ar.plural).unwrap_or_default();
+                let seen = self.listing.remove(&resource_key).unwrap_or_default();
                 let vanished: Vec<String> = self
                     .graph
                     .nodes
@@ -377,14 +378,8 @@ impl Collector {
             return Ok(());
         }
         if node.deleting && node.finalizers.iter().any(|f| f == FOREGROUND) {
-            let dependents: Vec<String> = self
-                .graph
-                .dependents
-                .get(uid)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
             let mut blocking = 0;
-            for dep_uid in dependents {
+            for dep_uid in self.graph.dependents_of(uid) {
                 let Some(dep) = self.graph.nodes.get(&dep_uid).cloned() else {
                     continue;
                 };
@@ -441,13 +436,7 @@ impl Collector {
     }
 
     async fn orphan_dependents(&self, owner_uid: &str) -> Result<(), kube::Error> {
-        let dependents: Vec<String> = self
-            .graph
-            .dependents
-            .get(owner_uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for dep_uid in dependents {
+        for dep_uid in self.graph.dependents_of(owner_uid) {
             if let Some(dep) = self.graph.nodes.get(&dep_uid) {
                 self.drop_owner_refs(&dep.at, &dep_uid, &[owner_uid.to_owned()])
                     .await?;
@@ -462,33 +451,13 @@ impl Collector {
         uid: &str,
         owners: &[String],
     ) -> Result<(), kube::Error> {
-        let api = self.api_at(at);
-        for _ in 0..5 {
-            let Some(live) = api.get_metadata_opt(&at.name).await? else {
-                return Ok(());
-            };
-            if live.metadata.uid.as_deref() != Some(uid) {
-                return Ok(());
-            }
-            let refs: Vec<OwnerReference> =
-                live.metadata.owner_references.clone().unwrap_or_default();
+        self.edit_live_metadata(at, uid, |meta| {
+            let refs = meta.owner_references.as_deref().unwrap_or_default();
             let kept: Vec<&OwnerReference> =
                 refs.iter().filter(|r| !owners.contains(&r.uid)).collect();
-            if kept.len() == refs.len() {
-                return Ok(());
-            }
-            let patch = json!({"metadata": {"ownerReferences": kept, "resourceVersion": live.metadata.resource_version}});
-            match api
-                .patch(&at.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+            (kept.len() != refs.len()).then(|| json!({ "ownerReferences": kept }))
+        })
+        .await
     }
 
     async fn remove_finalizer(
@@ -496,6 +465,24 @@ impl Collector {
         at: &Location,
         uid: &str,
         finalizer: &str,
+    ) -> Result<(), kube::Error> {
+        self.edit_live_metadata(at, uid, |meta| {
+            let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+            let kept: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
+            (kept.len() != finalizers.len()).then(|| json!({ "finalizers": kept }))
+        })
+        .await
+    }
+
+    /// Changes the live object's metadata by the merge patch `edit` computes from it (`None`:
+    /// nothing to change). The patch carries the resourceVersion it was computed from, so a
+    /// concurrent write makes it conflict and it is computed again; an object that is gone or
+    /// replaced (another uid) is left alone.
+    async fn edit_live_metadata(
+        &self,
+        at: &Location,
+        uid: &str,
+        edit: impl Fn(&ObjectMeta) -> Option<serde_json::Value>,
     ) -> Result<(), kube::Error> {
         let api = self.api_at(at);
         for _ in 0..5 {
@@ -505,12 +492,11 @@ impl Collector {
             if live.metadata.uid.as_deref() != Some(uid) {
                 return Ok(());
             }
-            let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
-            if !finalizers.iter().any(|f| f == finalizer) {
+            let Some(mut metadata) = edit(&live.metadata) else {
                 return Ok(());
-            }
-            let kept: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
-            let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": live.metadata.resource_version}});
+            };
+            metadata["resourceVersion"] = json!(live.metadata.resource_version);
+            let patch = json!({ "metadata": metadata });
             match api
                 .patch(&at.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController};
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use tokio::task::JoinSet;
 use tracing::info;
@@ -52,6 +52,28 @@ impl ControllerContext {
                 instance: Some(self.identity.clone()),
             },
         )
+    }
+}
+
+/// Records an event about `regarding`. Events are best effort: a failure to record one never
+/// fails the reconcile that caused it.
+pub async fn record_event(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, regarding).await {
+        tracing::debug!(reason, error = %e, "could not record an event");
     }
 }
 
@@ -104,12 +126,11 @@ async fn run_controllers(client: kube::Client, options: Options) -> anyhow::Resu
     let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), config);
 
     let mut tasks = JoinSet::new();
-    let rs = replicaset::run::<ReplicaSet>(ctx.clone(), &mut replica_sets, &mut pods).await;
-    let rc =
-        replicaset::run::<ReplicationController>(ctx.clone(), &mut controllers, &mut pods).await;
-    let deploy = deployment::run(ctx.clone(), &mut deployments, &mut replica_sets, &mut pods).await;
-    let ns = namespace::run(ctx.clone(), &mut namespaces).await;
-    let sa = service_account::run(ctx.clone(), options.root_ca.clone(), &mut namespaces).await;
+    let rs = replicaset::run::<ReplicaSet>(ctx.clone(), &mut replica_sets, &mut pods);
+    let rc = replicaset::run::<ReplicationController>(ctx.clone(), &mut controllers, &mut pods);
+    let deploy = deployment::run(ctx.clone(), &mut deployments, &mut replica_sets, &mut pods);
+    let ns = namespace::run(ctx.clone(), &mut namespaces);
+    let sa = service_account::run(ctx.clone(), options.root_ca.clone(), &mut namespaces);
     tasks.spawn(rs);
     tasks.spawn(rc);
     tasks.spawn(deploy);

@@ -131,7 +131,7 @@ pub fn conditions(
     ]
 }
 
-pub async fn run(
+pub fn run(
     ctx: ControllerContext,
     namespaces: &mut Informer<Namespace>,
 ) -> impl std::future::Future<Output = ()> + use<> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::core::labels::{Selector, SelectorExt};
 
 /// Whether a pod is being deleted or has finished (it no longer counts as a replica).
 pub fn is_active(pod: &Pod) -> bool {
@@ -65,30 +66,46 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
     }
 }
 
-/// Whether `labels` satisfy a label selector. An empty selector matches nothing here, as a
-/// controller's selector never selects everything.
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let exprs = selector.match_expressions.as_deref().unwrap_or(&[]);
-    let map = selector.match_labels.as_ref();
-    if map.is_none_or(BTreeMap::is_empty) && exprs.is_empty() {
-        return false;
+/// The merge patch that adopts an object for `owner` (adding its controller reference) or
+/// releases it (removing it). The object's uid rides along so the write lands on this object.
+pub fn ownership_patch(
+    meta: &ObjectMeta,
+    owner: &OwnerReference,
+    adopt: bool,
+) -> serde_json::Value {
+    let mut refs: Vec<OwnerReference> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.uid != owner.uid)
+        .cloned()
+        .collect();
+    if adopt {
+        refs.push(owner.clone());
     }
-    if let Some(map) = map
-        && !map.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
+    serde_json::json!({"metadata": {"ownerReferences": refs, "uid": meta.uid}})
+}
+
+/// A controller's selector, ready to match labels (kube-core's `Selector`). An empty or
+/// malformed selector gives `None`: a controller never selects everything.
+pub fn controller_selector(selector: &LabelSelector) -> Option<Selector> {
+    let empty = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty);
+    if empty {
+        return None;
     }
-    exprs.iter().all(|e| {
-        let values = e.values.as_deref().unwrap_or(&[]);
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    })
+    Selector::try_from(selector.clone()).ok()
+}
+
+/// Whether `labels` match a compiled controller selector.
+pub fn selects(selector: Option<&Selector>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_some_and(|s| s.matches(labels))
 }
 
 /// A pod for `template`, named `<prefix><random>` by the server, owned by `owner`.
@@ -223,9 +240,10 @@ mod tests {
             match_labels: Some(labels.clone()),
             ..LabelSelector::default()
         };
-        assert!(selector_matches(&by_label, &labels));
-        assert!(!selector_matches(&by_label, &BTreeMap::new()));
-        assert!(!selector_matches(&LabelSelector::default(), &labels));
+        let compiled = controller_selector(&by_label);
+        assert!(selects(compiled.as_ref(), &labels));
+        assert!(!selects(compiled.as_ref(), &BTreeMap::new()));
+        assert!(controller_selector(&LabelSelector::default()).is_none());
     }
 
     #[test]

@@ -14,10 +14,10 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -40,6 +40,38 @@ pub struct ReplicaTarget {
     pub min_ready_seconds: i32,
     pub selector: LabelSelector,
     pub template: PodTemplateSpec,
+    /// What status says now.
+    pub reported: Reported,
+}
+
+/// The status an object currently reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub counts: ReplicaCounts,
+    pub observed_generation: i64,
+    /// Whether it carries a condition (ReplicaFailure, the only one this controller writes).
+    pub has_conditions: bool,
+}
+
+impl Reported {
+    /// From replicas, fully labeled, ready and available counts as status spells them.
+    fn new(
+        counts: [Option<i32>; 4],
+        observed_generation: Option<i64>,
+        has_conditions: bool,
+    ) -> Self {
+        let [replicas, fully_labeled, ready, available] = counts.map(|c| c.unwrap_or(0));
+        Reported {
+            counts: ReplicaCounts {
+                replicas,
+                fully_labeled,
+                ready,
+                available,
+            },
+            observed_generation: observed_generation.unwrap_or(0),
+            has_conditions,
+        }
+    }
 }
 
 /// A kind this controller manages.
@@ -67,6 +99,22 @@ impl Replicated for ReplicaSet {
             min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
             selector: spec.selector,
             template: spec.template.unwrap_or_default(),
+            reported: self
+                .status
+                .as_ref()
+                .map(|s| {
+                    Reported::new(
+                        [
+                            Some(s.replicas),
+                            s.fully_labeled_replicas,
+                            s.ready_replicas,
+                            s.available_replicas,
+                        ],
+                        s.observed_generation,
+                        s.conditions.as_ref().is_some_and(|c| !c.is_empty()),
+                    )
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -85,6 +133,22 @@ impl Replicated for ReplicationController {
                 ..LabelSelector::default()
             },
             template: spec.template.unwrap_or_default(),
+            reported: self
+                .status
+                .as_ref()
+                .map(|s| {
+                    Reported::new(
+                        [
+                            Some(s.replicas),
+                            s.fully_labeled_replicas,
+                            s.ready_replicas,
+                            s.available_replicas,
+                        ],
+                        s.observed_generation,
+                        s.conditions.as_ref().is_some_and(|c| !c.is_empty()),
+                    )
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -121,9 +185,10 @@ pub fn plan(target: &ReplicaTarget, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     let mut plan = Plan::default();
     let mut owned: Vec<&Pod> = Vec::new();
     let empty = BTreeMap::new();
+    let selector = pods::controller_selector(&target.selector);
     for pod in pods {
         let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let matches = pods::selector_matches(&target.selector, labels);
+        let matches = pods::selects(selector.as_ref(), labels);
         match pods::controller_of(&pod.metadata) {
             Some(r) if r.uid == uid => {
                 if matches || deleting {
@@ -261,7 +326,7 @@ pub struct ReplicaContext {
 }
 
 /// Runs the controller for kind `K` until the stream ends.
-pub async fn run<K: Replicated>(
+pub fn run<K: Replicated>(
     ctx: ControllerContext,
     owners: &mut Informer<K>,
     pods: &mut Informer<Pod>,
@@ -323,36 +388,18 @@ async fn reconcile<K: Replicated>(
     let reference = obj.object_ref(&());
     let mut failure = None;
 
-    for name in &plan.adopt {
-        if let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) {
-            let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-            refs.push(owner.clone());
-            let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-            if let Err(e) = pod_api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    for name in &plan.release {
-        if let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) {
-            let refs: Vec<OwnerReference> = pod
-                .metadata
-                .owner_references
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| r.uid != owner.uid)
-                .collect();
-            let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-            if let Err(e) = pod_api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                failure.get_or_insert(e);
-            }
+    let adoptions = plan.adopt.iter().map(|n| (n, true));
+    let releases = plan.release.iter().map(|n| (n, false));
+    for (name, adopt) in adoptions.chain(releases) {
+        let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) else {
+            continue;
+        };
+        let patch = pods::ownership_patch(&pod.metadata, &owner, adopt);
+        if let Err(e) = pod_api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            failure.get_or_insert(e);
         }
     }
 
@@ -372,38 +419,27 @@ async fn reconcile<K: Replicated>(
                 match r {
                     Ok(p) => {
                         let name = p.name_any();
-                        state
-                            .recorder
-                            .publish(
-                                &Event {
-                                    type_: EventType::Normal,
-                                    reason: "SuccessfulCreate".into(),
-                                    note: Some(format!("Created pod: {name}")),
-                                    action: "Create".into(),
-                                    secondary: None,
-                                },
-                                &reference,
-                            )
-                            .await
-                            .ok();
+                        crate::record_event(
+                            &state.recorder,
+                            &reference,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            "Create",
+                            format!("Created pod: {name}"),
+                        )
+                        .await;
                         created.push(name);
                     }
                     Err(e) => {
-                        let message = e.to_string();
-                        state
-                            .recorder
-                            .publish(
-                                &Event {
-                                    type_: EventType::Warning,
-                                    reason: "FailedCreate".into(),
-                                    note: Some(format!("Error creating: {message}")),
-                                    action: "Create".into(),
-                                    secondary: None,
-                                },
-                                &reference,
-                            )
-                            .await
-                            .ok();
+                        crate::record_event(
+                            &state.recorder,
+                            &reference,
+                            EventType::Warning,
+                            "FailedCreate",
+                            "Create",
+                            format!("Error creating: {e}"),
+                        )
+                        .await;
                         failure.get_or_insert(e);
                     }
                 }
@@ -424,20 +460,15 @@ async fn reconcile<K: Replicated>(
             match pod_api.delete(&name, &params).await {
                 Ok(_) => {
                     deleted.extend(pod.metadata.uid.clone());
-                    state
-                        .recorder
-                        .publish(
-                            &Event {
-                                type_: EventType::Normal,
-                                reason: "SuccessfulDelete".into(),
-                                note: Some(format!("Deleted pod: {name}")),
-                                action: "Delete".into(),
-                                secondary: None,
-                            },
-                            &reference,
-                        )
-                        .await
-                        .ok();
+                    crate::record_event(
+                        &state.recorder,
+                        &reference,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        "Delete",
+                        format!("Deleted pod: {name}"),
+                    )
+                    .await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
@@ -448,7 +479,7 @@ async fn reconcile<K: Replicated>(
         state.expectations.expect(&key, created, deleted);
     }
 
-    write_status(&*obj, &target, &plan.counts, &client, failure.as_ref()).await?;
+    write_status::<K>(&target, &plan.counts, &client, failure.as_ref()).await?;
     if let Some(e) = failure {
         return Err(ReconcileError::Api(e));
     }
@@ -460,31 +491,22 @@ async fn reconcile<K: Replicated>(
 }
 
 async fn write_status<K: Replicated>(
-    obj: &K,
     target: &ReplicaTarget,
     counts: &ReplicaCounts,
     client: &kube::Client,
     failure: Option<&kube::Error>,
 ) -> Result<(), ReconcileError> {
-    let current = serde_json::to_value(obj).unwrap_or_default();
-    let status = &current["status"];
-    let read = |k: &str| status[k].as_i64().unwrap_or(0) as i32;
     let generation = target.meta.generation.unwrap_or(0);
     let failure_condition = failure.map(|e| {
         json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
                 "message": e.to_string(), "lastTransitionTime": Timestamp::now().to_string()}])
     });
-    let had_failure = status["conditions"]
-        .as_array()
-        .is_some_and(|c| !c.is_empty());
-    if read("replicas") == counts.replicas
-        && read("fullyLabeledReplicas") == counts.fully_labeled
-        && read("readyReplicas") == counts.ready
-        && read("availableReplicas") == counts.available
-        && status["observedGeneration"].as_i64().unwrap_or(0) == generation
-        && failure_condition.is_none()
-        && !had_failure
-    {
+    let wanted = Reported {
+        counts: counts.clone(),
+        observed_generation: generation,
+        has_conditions: false,
+    };
+    if failure_condition.is_none() && target.reported == wanted {
         return Ok(());
     }
     let patch = json!({"status": {
@@ -518,6 +540,7 @@ mod tests {
     use super::*;
     use crate::pods::fixtures::*;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn replica_set(replicas: i32) -> ReplicaSet {
         let labels: BTreeMap<String, String> = [("app".to_owned(), "web".to_owned())].into();

@@ -28,7 +28,7 @@ struct Publisher {
     root_ca: String,
 }
 
-pub async fn run(
+pub fn run(
     ctx: ControllerContext,
     root_ca: String,
     namespaces: &mut Informer<Namespace>,

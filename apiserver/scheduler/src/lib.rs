@@ -97,10 +97,15 @@ fn is_pending(pod: &Pod) -> bool {
         && spec
             .and_then(|s| s.scheduling_gates.as_ref())
             .is_none_or(Vec::is_empty)
-        && !matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
+        && !has_finished(pod)
+}
+
+/// Succeeded or Failed: the pod neither needs a node nor uses one any more.
+fn has_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// The usage of every node by the pods bound to it.
@@ -115,13 +120,9 @@ pub fn usage_of(pods: &[Arc<Pod>]) -> BTreeMap<String, NodeUsage> {
         else {
             continue;
         };
-        if matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        ) {
-            continue;
+        if !has_finished(pod) {
+            usage.entry(node).or_default().add(pod);
         }
-        usage.entry(node).or_default().add(pod);
     }
     usage
 }
