@@ -160,8 +160,11 @@ async fn deployments_roll_scale_roll_back_and_cascade_through_stock_kubectl() {
             .ok();
         assert!(status.contains("successfully rolled out"), "{v}: {status}");
     }
+    // Each scaling is its own event, with its own message.
     let described = k(&["describe", "deployment", "web"]);
     assert!(described.contains("ScalingReplicaSet"), "{described}");
+    assert!(described.contains(" from 0 to 3"), "{described}");
+    assert!(described.contains(" from 3 to 5"), "{described}");
 
     // A pod no node can take says why, as the real scheduler does.
     k(&[

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet, ReplicaSetSpec};
@@ -18,7 +19,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -314,7 +314,7 @@ pub struct DeploymentContext {
     pub ctx: ControllerContext,
     pub replica_sets: Store<ReplicaSet>,
     pub pods: Store<Pod>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
 }
 
 pub fn run(
@@ -346,15 +346,10 @@ fn error_policy(_d: Arc<Deployment>, err: &ReconcileError, _ctx: Arc<DeploymentC
 }
 
 async fn event(state: &DeploymentContext, d: &Deployment, reason: &str, note: String) {
-    crate::record_event(
-        &state.recorder,
-        &d.object_ref(&()),
-        EventType::Normal,
-        reason,
-        "Scale",
-        note,
-    )
-    .await;
+    state
+        .recorder
+        .record(&d.object_ref(&()), EventType::Normal, reason, "Scale", note)
+        .await;
 }
 
 async fn reconcile(

@@ -6,9 +6,11 @@
 //! One file per controller: `replicaset` (ReplicaSets and ReplicationControllers),
 //! `deployment`, `garbage_collector`, `namespace`, `service_account` (default service
 //! accounts and the root CA ConfigMap). `informers` shares one watch per kind between them;
-//! `pods` holds what they know about pods; `leader_election` the Lease protocol.
+//! `pods` holds what they know about pods; `events` writes their events; `leader_election` the
+//! Lease protocol.
 
 pub mod deployment;
+pub mod events;
 pub mod garbage_collector;
 pub mod informers;
 pub mod leader_election;
@@ -21,11 +23,11 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController};
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use tokio::task::JoinSet;
 use tracing::info;
 
+use crate::events::EventRecorder;
 use crate::informers::Informer;
 use crate::leader_election::{LeaseLock, LeaseTiming};
 
@@ -44,36 +46,8 @@ pub struct ControllerContext {
 
 impl ControllerContext {
     /// An event recorder reporting as `controller`.
-    pub fn recorder(&self, controller: &str) -> Recorder {
-        Recorder::new(
-            self.client.clone(),
-            Reporter {
-                controller: controller.into(),
-                instance: Some(self.identity.clone()),
-            },
-        )
-    }
-}
-
-/// Records an event about `regarding`. Events are best effort: a failure to record one never
-/// fails the reconcile that caused it.
-pub async fn record_event(
-    recorder: &Recorder,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, regarding).await {
-        tracing::debug!(reason, error = %e, "could not record an event");
+    pub fn recorder(&self, controller: &str) -> EventRecorder {
+        EventRecorder::new(self.client.clone(), controller, &self.identity)
     }
 }
 

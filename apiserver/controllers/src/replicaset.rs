@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -17,7 +18,6 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -322,7 +322,7 @@ pub struct ReplicaContext {
     pub ctx: ControllerContext,
     pub pods: Store<Pod>,
     pub expectations: Expectations,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
 }
 
 /// Runs the controller for kind `K` until the stream ends.
@@ -419,27 +419,29 @@ async fn reconcile<K: Replicated>(
                 match r {
                     Ok(p) => {
                         let name = p.name_any();
-                        crate::record_event(
-                            &state.recorder,
-                            &reference,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("Created pod: {name}"),
-                        )
-                        .await;
+                        state
+                            .recorder
+                            .record(
+                                &reference,
+                                EventType::Normal,
+                                "SuccessfulCreate",
+                                "Create",
+                                format!("Created pod: {name}"),
+                            )
+                            .await;
                         created.push(name);
                     }
                     Err(e) => {
-                        crate::record_event(
-                            &state.recorder,
-                            &reference,
-                            EventType::Warning,
-                            "FailedCreate",
-                            "Create",
-                            format!("Error creating: {e}"),
-                        )
-                        .await;
+                        state
+                            .recorder
+                            .record(
+                                &reference,
+                                EventType::Warning,
+                                "FailedCreate",
+                                "Create",
+                                format!("Error creating: {e}"),
+                            )
+                            .await;
                         failure.get_or_insert(e);
                     }
                 }
@@ -460,15 +462,16 @@ async fn reconcile<K: Replicated>(
             match pod_api.delete(&name, &params).await {
                 Ok(_) => {
                     deleted.extend(pod.metadata.uid.clone());
-                    crate::record_event(
-                        &state.recorder,
-                        &reference,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        "Delete",
-                        format!("Deleted pod: {name}"),
-                    )
-                    .await;
+                    state
+                        .recorder
+                        .record(
+                            &reference,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            "Delete",
+                            format!("Deleted pod: {name}"),
+                        )
+                        .await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {

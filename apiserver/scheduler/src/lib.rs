@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use controllers::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -131,7 +131,7 @@ struct Scheduler {
     client: kube::Client,
     nodes: Store<Node>,
     pods: Store<Pod>,
-    recorder: Recorder,
+    recorder: EventRecorder,
     /// Pods bound in this process but maybe not yet seen through the watch.
     assumed: std::sync::Mutex<BTreeMap<String, String>>,
 }
@@ -260,14 +260,9 @@ impl Scheduler {
     }
 
     async fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scheduling".into(),
-            secondary: None,
-        };
-        self.recorder.publish(&ev, &pod.object_ref(&())).await.ok();
+        self.recorder
+            .record(&pod.object_ref(&()), type_, reason, "Scheduling", note)
+            .await;
     }
 }
 
@@ -292,13 +287,7 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
             pod_wake.notify_one();
             futures::future::ready(())
         });
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: NAME.into(),
-            instance: Some(identity),
-        },
-    );
+    let recorder = EventRecorder::new(client.clone(), NAME, &identity);
     let scheduler = Scheduler {
         client,
         nodes,
