@@ -254,3 +254,102 @@ async fn deployments_roll_scale_roll_back_and_cascade_through_stock_kubectl() {
     let gone = cluster.kubectl(V, &["get", "namespace", "scratch"]).fails();
     assert!(gone.contains("NotFound"), "{gone}");
 }
+
+/// A standalone `apiserver controller-manager` process, killed when dropped.
+struct ControllerManager(std::process::Child);
+
+impl ControllerManager {
+    fn start(cluster: &TestCluster) -> ControllerManager {
+        let child = std::process::Command::new(compat_tests::apiserver_binary())
+            .args(["controller-manager", "--kubeconfig"])
+            .arg(&cluster.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        ControllerManager(child)
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (bounded) until the controllers have given deployment `name` its revision.
+async fn wait_for_rollout_start(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "default");
+    let has_revision = |d: Option<&Deployment>| {
+        d.is_some_and(|d| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("deployment.kubernetes.io/revision"))
+        })
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        kube::runtime::wait::await_condition(api, name, has_revision),
+    )
+    .await
+    .expect("the controllers did not act within a minute")
+    .unwrap();
+}
+
+async fn lease_holder(client: &kube::Client) -> (String, i32) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), "kube-system");
+    let spec = api
+        .get("kube-controller-manager")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    (
+        spec.holder_identity.unwrap(),
+        spec.lease_transitions.unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_controller_managers_elect_one_leader_and_hand_over_when_it_dies() {
+    let cluster = TestCluster::start().unwrap();
+    let client = cluster.client().await.unwrap();
+    let first = ControllerManager::start(&cluster);
+    cluster
+        .kubectl(V, &["create", "deployment", "a", "--image=nginx"])
+        .ok();
+    wait_for_rollout_start(&client, "a").await;
+    let (leader, transitions) = lease_holder(&client).await;
+    assert_eq!(transitions, 0);
+
+    // A second copy waits while the first holds the lease; when the first dies, it takes over.
+    let _second = ControllerManager::start(&cluster);
+    drop(first);
+    cluster
+        .kubectl(V, &["create", "deployment", "b", "--image=nginx"])
+        .ok();
+    wait_for_rollout_start(&client, "b").await;
+    let (new_leader, transitions) = lease_holder(&client).await;
+    assert_ne!(new_leader, leader);
+    assert_eq!(transitions, 1);
+
+    // Standalone, the root CA published comes from the kubeconfig: the cluster's CA.
+    let published = cluster
+        .kubectl(
+            V,
+            &[
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+        )
+        .ok();
+    let ca = std::fs::read_to_string(cluster.data_dir.path().join("pki/ca.crt")).unwrap();
+    assert_eq!(published.trim(), ca.trim());
+}
