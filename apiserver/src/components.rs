@@ -24,6 +24,8 @@ pub enum Component {
         /// The cluster CA published as `kube-root-ca.crt`; the kubeconfig's CA when not given.
         #[arg(long)]
         root_ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        node_monitor: NodeMonitorFlags,
     },
     /// Run the scheduler against a server.
     Scheduler {
@@ -31,6 +33,30 @@ pub enum Component {
         #[arg(long)]
         kubeconfig: PathBuf,
     },
+}
+
+/// How the node lifecycle controller judges node health (kube-controller-manager's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeMonitorFlags {
+    /// How long a node may go without a heartbeat before it is marked Unknown.
+    #[arg(long, default_value = "50s", value_parser = crate::config::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How long a new node has to post its first status.
+    #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
+    pub node_startup_grace_period: Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub node_monitor_period: Duration,
+}
+
+impl NodeMonitorFlags {
+    fn monitor(&self) -> controllers::node_lifecycle::NodeMonitor {
+        controllers::node_lifecycle::NodeMonitor {
+            grace_period: self.node_monitor_grace_period,
+            startup_grace_period: self.node_startup_grace_period,
+            period: self.node_monitor_period,
+        }
+    }
 }
 
 /// A name unique to this process, for leases and events.
@@ -57,12 +83,17 @@ where
 }
 
 /// The embedded controller manager.
-pub async fn run_controller_manager(client: kube::Client, root_ca: String) {
+pub async fn run_controller_manager(
+    client: kube::Client,
+    root_ca: String,
+    node_monitor: NodeMonitorFlags,
+) {
     keep_running("controller manager", || {
         let options = controllers::Options {
             identity: identity(),
             root_ca: root_ca.clone(),
             lease: LeaseTiming::default(),
+            node_monitor: node_monitor.monitor(),
         };
         controllers::run(client.clone(), options)
     })
@@ -101,6 +132,7 @@ pub async fn run_standalone(component: Component) -> Result<()> {
         Component::ControllerManager {
             kubeconfig,
             root_ca_file,
+            node_monitor,
         } => {
             let (client, config) = client_from(&kubeconfig).await?;
             let root_ca = match root_ca_file {
@@ -120,6 +152,7 @@ pub async fn run_standalone(component: Component) -> Result<()> {
                     identity: identity(),
                     root_ca,
                     lease: LeaseTiming::default(),
+                    node_monitor: node_monitor.monitor(),
                 },
             )
             .await

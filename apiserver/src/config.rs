@@ -83,6 +83,9 @@ pub struct Flags {
     /// Run the controller manager in this process (as `system:kube-controller-manager`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_controllers: bool,
+    /// Node health timings of the embedded controller manager.
+    #[command(flatten)]
+    pub node_monitor: crate::components::NodeMonitorFlags,
     /// Run the scheduler in this process (as `system:kube-scheduler`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_scheduler: bool,
@@ -91,7 +94,7 @@ pub struct Flags {
     pub component: Option<crate::components::Component>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     match unit {
@@ -311,7 +314,11 @@ pub async fn run(flags: Flags) -> Result<()> {
             server.clone(),
             crate::in_process::component_user(controllers::USER),
         );
-        tokio::spawn(crate::components::run_controller_manager(client, root_ca));
+        tokio::spawn(crate::components::run_controller_manager(
+            client,
+            root_ca,
+            flags.node_monitor.clone(),
+        ));
     }
     if flags.embedded_scheduler {
         let client = crate::in_process::client(

@@ -4,24 +4,39 @@
 //! a kubeconfig, under Lease-based leader election so several copies are safe.
 //!
 //! One file per controller: `replicaset` (ReplicaSets and ReplicationControllers),
-//! `deployment`, `garbage_collector`, `namespace`, `service_account` (default service
-//! accounts and the root CA ConfigMap). `informers` shares one watch per kind between them;
+//! `deployment`, `daemonset`, `statefulset`, `job`, `cronjob`, `garbage_collector`,
+//! `namespace`, `service_account` (default service accounts and the root CA ConfigMap),
+//! `endpoints`, `endpoint_slices` and `node_lifecycle` (node health, taints and eviction).
+//! `informers` shares one watch per kind between them;
 //! `pods` holds what they know about pods; `events` writes their events; `leader_election` the
 //! Lease protocol.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoint_slices;
+pub mod endpoints;
 pub mod events;
+pub mod expectations;
 pub mod garbage_collector;
 pub mod informers;
+pub mod job;
 pub mod leader_election;
 pub mod namespace;
+pub mod node_fit;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod service_account;
+pub mod statefulset;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::task::JoinSet;
@@ -68,6 +83,8 @@ pub struct Options {
     /// The cluster CA (PEM), published as `kube-root-ca.crt` in every namespace.
     pub root_ca: String,
     pub lease: LeaseTiming,
+    /// How node health is judged (the node lifecycle controller's timings).
+    pub node_monitor: node_lifecycle::NodeMonitor,
 }
 
 /// Runs the controllers while this process holds the controller-manager lease; returns an
@@ -97,19 +114,89 @@ async fn run_controllers(client: kube::Client, options: Options) -> anyhow::Resu
         config.clone(),
     );
     let mut deployments = Informer::new(Api::<Deployment>::all(client.clone()), config.clone());
-    let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), config);
+    let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), config.clone());
+    let mut services = Informer::new(Api::<Service>::all(client.clone()), config.clone());
+    let mut endpoints = Informer::new(Api::<Endpoints>::all(client.clone()), config.clone());
+    let mut slices = Informer::new(
+        Api::<EndpointSlice>::all(client.clone()),
+        config.clone().labels(&format!(
+            "{}={}",
+            endpoint_slices::MANAGED_BY_LABEL,
+            endpoint_slices::MANAGED_BY
+        )),
+    );
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), config.clone());
+    let mut jobs = Informer::new(Api::<Job>::all(client.clone()), config.clone());
+    let mut cron_jobs = Informer::new(Api::<CronJob>::all(client.clone()), config.clone());
+    let mut daemon_sets = Informer::new(Api::<DaemonSet>::all(client.clone()), config.clone());
+    let mut stateful_sets = Informer::new(Api::<StatefulSet>::all(client.clone()), config.clone());
+    let mut revisions = Informer::new(
+        Api::<ControllerRevision>::all(client.clone()),
+        config.clone(),
+    );
+    let mut leases = Informer::new(
+        Api::<Lease>::namespaced(client.clone(), node_lifecycle::LEASE_NAMESPACE),
+        config,
+    );
 
     let mut tasks = JoinSet::new();
-    let rs = replicaset::run::<ReplicaSet>(ctx.clone(), &mut replica_sets, &mut pods);
-    let rc = replicaset::run::<ReplicationController>(ctx.clone(), &mut controllers, &mut pods);
-    let deploy = deployment::run(ctx.clone(), &mut deployments, &mut replica_sets, &mut pods);
-    let ns = namespace::run(ctx.clone(), &mut namespaces);
-    let sa = service_account::run(ctx.clone(), options.root_ca.clone(), &mut namespaces);
-    tasks.spawn(rs);
-    tasks.spawn(rc);
-    tasks.spawn(deploy);
-    tasks.spawn(ns);
-    tasks.spawn(sa);
+    tasks.spawn(replicaset::run::<ReplicaSet>(
+        ctx.clone(),
+        &mut replica_sets,
+        &mut pods,
+    ));
+    tasks.spawn(replicaset::run::<ReplicationController>(
+        ctx.clone(),
+        &mut controllers,
+        &mut pods,
+    ));
+    tasks.spawn(deployment::run(
+        ctx.clone(),
+        &mut deployments,
+        &mut replica_sets,
+        &mut pods,
+    ));
+    tasks.spawn(namespace::run(ctx.clone(), &mut namespaces));
+    tasks.spawn(service_account::run(
+        ctx.clone(),
+        options.root_ca.clone(),
+        &mut namespaces,
+    ));
+    tasks.spawn(endpoints::run(
+        ctx.clone(),
+        &mut services,
+        &mut pods,
+        &mut endpoints,
+    ));
+    tasks.spawn(endpoint_slices::run(
+        ctx.clone(),
+        &mut services,
+        &mut pods,
+        &mut nodes,
+        &mut slices,
+    ));
+    tasks.spawn(job::run(ctx.clone(), &mut jobs, &mut pods));
+    tasks.spawn(cronjob::run(ctx.clone(), &mut cron_jobs, &mut jobs));
+    tasks.spawn(daemonset::run(
+        ctx.clone(),
+        &mut daemon_sets,
+        &mut pods,
+        &mut nodes,
+        &mut revisions,
+    ));
+    tasks.spawn(statefulset::run(
+        ctx.clone(),
+        &mut stateful_sets,
+        &mut pods,
+        &mut revisions,
+    ));
+    tasks.spawn(node_lifecycle::run(
+        ctx.clone(),
+        options.node_monitor.clone(),
+        &mut nodes,
+        &mut leases,
+        &mut pods,
+    ));
     let gc_ctx = ctx.clone();
     tasks.spawn(async move {
         if let Err(e) = garbage_collector::run(gc_ctx).await {
@@ -121,6 +208,16 @@ async fn run_controllers(client: kube::Client, options: Options) -> anyhow::Resu
     controllers.start(&mut tasks);
     deployments.start(&mut tasks);
     namespaces.start(&mut tasks);
+    services.start(&mut tasks);
+    endpoints.start(&mut tasks);
+    slices.start(&mut tasks);
+    nodes.start(&mut tasks);
+    jobs.start(&mut tasks);
+    cron_jobs.start(&mut tasks);
+    daemon_sets.start(&mut tasks);
+    stateful_sets.start(&mut tasks);
+    revisions.start(&mut tasks);
+    leases.start(&mut tasks);
     // Every task runs forever; the first to end ends the manager (and drops the others).
     tasks.join_next().await;
     anyhow::bail!("a controller stopped")

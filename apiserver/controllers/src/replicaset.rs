@@ -6,9 +6,9 @@
 //! deletions in flight are remembered (`Expectations`) so a reconcile that runs before the
 //! pod watch has caught up does not create or delete twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::events::{EventRecorder, EventType};
 use futures::StreamExt;
@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use crate::expectations::Expectations;
 use crate::informers::Informer;
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -261,62 +262,6 @@ pub fn plan(target: &ReplicaTarget, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     plan
 }
 
-/// Creations and deletions issued but not yet seen through the pod watch, per owner.
-#[derive(Default)]
-pub struct Expectations {
-    pending: Mutex<HashMap<String, Pending>>,
-}
-
-struct Pending {
-    creates: HashSet<String>,
-    deletes: HashSet<String>,
-    since: Instant,
-}
-
-/// Pending expectations older than this are given up (upstream's five minutes).
-const EXPECTATION_TTL: Duration = Duration::from_secs(300);
-
-impl Expectations {
-    /// Whether everything issued for `key` has been observed in `pods`.
-    pub fn satisfied(&self, key: &str, pods: &[Arc<Pod>]) -> bool {
-        let mut map = self.pending.lock().expect("expectations lock");
-        let Some(p) = map.get_mut(key) else {
-            return true;
-        };
-        let names: HashSet<String> = pods.iter().map(|p| p.name_any()).collect();
-        let uids: HashSet<&str> = pods
-            .iter()
-            .filter_map(|p| p.metadata.uid.as_deref())
-            .collect();
-        p.creates.retain(|n| !names.contains(n));
-        p.deletes.retain(|u| uids.contains(u.as_str()));
-        let done =
-            (p.creates.is_empty() && p.deletes.is_empty()) || p.since.elapsed() > EXPECTATION_TTL;
-        if done {
-            map.remove(key);
-        }
-        done
-    }
-
-    fn expect(&self, key: &str, creates: Vec<String>, deletes: Vec<String>) {
-        if creates.is_empty() && deletes.is_empty() {
-            return;
-        }
-        let mut map = self.pending.lock().expect("expectations lock");
-        let p = map.entry(key.to_owned()).or_insert_with(|| Pending {
-            creates: HashSet::new(),
-            deletes: HashSet::new(),
-            since: Instant::now(),
-        });
-        p.creates.extend(creates);
-        p.deletes.extend(deletes);
-    }
-
-    pub fn forget(&self, key: &str) {
-        self.pending.lock().expect("expectations lock").remove(key);
-    }
-}
-
 /// The state shared by reconciles of one kind.
 pub struct ReplicaContext {
     pub ctx: ControllerContext,
@@ -429,7 +374,7 @@ async fn reconcile<K: Replicated>(
                                 format!("Created pod: {name}"),
                             )
                             .await;
-                        created.push(name);
+                        created.extend(p.metadata.uid.clone());
                     }
                     Err(e) => {
                         state
@@ -621,13 +566,5 @@ mod tests {
         let theirs = Arc::new(owned_by(pod("a", &[("app", "web")]), &other));
         let plan = plan(&rs, &[theirs], Timestamp::now());
         assert!(plan.delete.is_empty() && plan.adopt.is_empty());
-    }
-
-    #[test]
-    fn expectations_hold_until_the_watch_shows_the_writes() {
-        let e = Expectations::default();
-        e.expect("k", vec!["web-1".into()], vec![]);
-        assert!(!e.satisfied("k", &[]));
-        assert!(e.satisfied("k", &[Arc::new(pod("web-1", &[]))]));
     }
 }

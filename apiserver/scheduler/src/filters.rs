@@ -1,11 +1,13 @@
 //! Feasibility filters, each answering with upstream's reason when a node does not fit:
 //! NodeName, NodeUnschedulable, NodeResourcesFit (requests against allocatable minus what is
 //! bound), NodeAffinity (nodeSelector and required node affinity), TaintToleration and
-//! NodePorts.
+//! NodePorts. Taint and affinity matching live in `controllers::node_fit`, shared with the
+//! DaemonSet controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, Taint, Toleration};
+use controllers::node_fit::{affinity_matches, tolerated, untolerated_taint};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::ResourceExt;
 
 use crate::resources::{milli, pod_requests};
@@ -77,8 +79,9 @@ pub fn check(pod: &Pod, node: &Node, used: &NodeUsage) -> Result<(), Vec<String>
             "node(s) didn't match the requested node name".to_owned(),
         ]);
     }
-    if let Some(taint) = node_spec.taints.iter().flatten().find(|t| {
-        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(&tolerations, t)
+    let taints = node_spec.taints.as_deref().unwrap_or_default();
+    if let Some(taint) = untolerated_taint(taints, &tolerations, |t| {
+        t.effect == "NoSchedule" || t.effect == "NoExecute"
     }) {
         return Err(vec![format!(
             "node(s) had untolerated taint {{{}: {}}}",
@@ -133,87 +136,11 @@ pub fn resource_shortfalls(pod: &Pod, node: &Node, used: &NodeUsage) -> Vec<Stri
     why
 }
 
-pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| {
-        let effect_ok = t
-            .effect
-            .as_deref()
-            .is_none_or(|e| e.is_empty() || e == taint.effect);
-        let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty())
-            && t.operator.as_deref() == Some("Exists")
-            || t.key.as_deref() == Some(taint.key.as_str());
-        let value_ok = match t.operator.as_deref() {
-            Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        };
-        effect_ok && key_ok && value_ok
-    })
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.clone().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// nodeSelector and requiredDuringSchedulingIgnoredDuringExecution node affinity.
-pub fn affinity_matches(pod: &Pod, node: &Node) -> bool {
-    let labels = node.labels();
-    let spec = pod.spec.clone().unwrap_or_default();
-    if !spec
-        .node_selector
-        .unwrap_or_default()
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let Some(required) = spec
-        .affinity
-        .and_then(|a| a.node_affinity)
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
-    else {
-        return true;
-    };
-    let name = node.name_any();
-    required.node_selector_terms.iter().any(|term| {
-        let exprs = term.match_expressions.clone().unwrap_or_default();
-        let fields = term.match_fields.clone().unwrap_or_default();
-        if exprs.is_empty() && fields.is_empty() {
-            return false;
-        }
-        exprs
-            .iter()
-            .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-            && fields
-                .iter()
-                .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name.as_str())))
-    })
-}
-
 #[cfg(test)]
 pub mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerPort, NodeSpec, NodeStatus, PodSpec, ResourceRequirements,
+        Container, ContainerPort, NodeSpec, NodeStatus, PodSpec, ResourceRequirements, Toleration,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
