@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub mod node_double;
+pub mod node_heartbeat_double;
 pub mod pod_status_double;
 
 /// Every kubectl on the machine; the compat tests run with each.
