@@ -345,6 +345,13 @@ async fn cronjobs_start_jobs_on_their_schedule() {
     );
     let at: jiff::Timestamp = scheduled.parse().unwrap();
     assert_eq!(at.as_second(), minutes * 60);
+    // The first run is the first schedule time after the CronJob was made, not before.
+    let cron_job = json(&k(&["get", "cronjob", "tick", "-o", "json"]));
+    let created: jiff::Timestamp = pod_field(&cron_job, "/metadata/creationTimestamp")
+        .parse()
+        .unwrap();
+    assert!(at > created, "scheduled {at} precedes creation {created}");
+    assert!(at.as_second() - created.as_second() <= 60);
     k(&[
         "wait",
         "--for=condition=complete",

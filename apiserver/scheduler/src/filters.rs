@@ -4,7 +4,7 @@
 //! NodePorts. Taint and affinity matching live in `controllers::node_fit`, shared with the
 //! DaemonSet controller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use controllers::node_fit::{affinity_matches, tolerated, untolerated_taint};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
@@ -19,12 +19,22 @@ pub struct NodeUsage {
     /// CPU and memory requested, counting pods that ask for none as the scoring defaults.
     pub non_zero: BTreeMap<String, i64>,
     pub pods: i64,
-    /// (protocol, hostIP, hostPort) taken.
-    pub host_ports: BTreeSet<(String, String, i32)>,
+    /// (protocol, hostIP, hostPort) taken, with how many pods hold each.
+    pub host_ports: BTreeMap<(String, String, i32), usize>,
 }
 
 impl NodeUsage {
+    /// Charges a pod's requests, count and host ports.
     pub fn add(&mut self, pod: &Pod) {
+        self.charge(pod, 1);
+    }
+
+    /// Takes back what `add` charged for the same pod.
+    pub fn remove(&mut self, pod: &Pod) {
+        self.charge(pod, -1);
+    }
+
+    fn charge(&mut self, pod: &Pod, sign: i64) {
         let requests = pod_requests(pod);
         for (name, default) in crate::scores::DEFAULTS {
             let v = requests
@@ -32,13 +42,23 @@ impl NodeUsage {
                 .copied()
                 .filter(|v| *v > 0)
                 .unwrap_or(default);
-            *self.non_zero.entry(name.to_owned()).or_default() += v;
+            *self.non_zero.entry(name.to_owned()).or_default() += sign * v;
         }
         for (k, v) in requests {
-            *self.requested.entry(k).or_default() += v;
+            *self.requested.entry(k).or_default() += sign * v;
         }
-        self.pods += 1;
-        self.host_ports.extend(host_ports(pod));
+        self.pods += sign;
+        for port in host_ports(pod) {
+            let held = self.host_ports.entry(port.clone()).or_default();
+            if sign > 0 {
+                *held += 1;
+            } else {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    self.host_ports.remove(&port);
+                }
+            }
+        }
     }
 }
 
@@ -96,7 +116,7 @@ pub fn check(pod: &Pod, node: &Node, used: &NodeUsage) -> Result<(), Vec<String>
     }
     let wanted = host_ports(pod);
     if wanted.iter().any(|(proto, ip, port)| {
-        used.host_ports.iter().any(|(p, i, n)| {
+        used.host_ports.keys().any(|(p, i, n)| {
             p == proto && n == port && (i == ip || i == "0.0.0.0" || ip == "0.0.0.0")
         })
     }) {
