@@ -225,6 +225,129 @@ pub fn rolling_step(d: &Deployment, new_rs: &ReplicaSet, old: &[ReplicaSet]) -> 
     scaling
 }
 
+/// Whether the Deployment's replica count changed since its active ReplicaSets were last
+/// sized (their desired-replicas annotation disagrees): then the change is spread over them
+/// instead of taking a rollout step.
+pub fn is_scaling_event(d: &Deployment, all: &[&ReplicaSet]) -> bool {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    all.iter()
+        .filter(|rs| spec_replicas(rs) > 0)
+        .filter_map(|rs| rs.annotations().get(DESIRED_REPLICAS)?.parse::<i32>().ok())
+        .any(|desired| desired != replicas)
+}
+
+/// The ReplicaSet's share of `to_add` more (or fewer) replicas: its size scaled by the
+/// Deployment's new maximum over the maximum it was sized for, limited to what is left.
+fn proportion(d: &Deployment, rs: &ReplicaSet, to_add: i32, added: i32) -> i32 {
+    let size = spec_replicas(rs);
+    if size == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let fraction = if replicas == 0 {
+        -size
+    } else {
+        let (surge, _) = surge_and_unavailable(d);
+        let maximum = replicas + surge;
+        let annotated = rs
+            .annotations()
+            .get(MAX_REPLICAS)
+            .and_then(|m| m.parse::<i32>().ok())
+            .unwrap_or_else(|| d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0));
+        if annotated == 0 {
+            0
+        } else {
+            (f64::from(size) * f64::from(maximum) / f64::from(annotated)).round() as i32 - size
+        }
+    };
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
+}
+
+/// Sizes the ReplicaSets for a changed replica count (upstream's `scale`): a single active
+/// (or else the newest) ReplicaSet takes the whole count; a saturated new one leaves the old
+/// ones at zero; otherwise a rolling Deployment spreads the change over its active
+/// ReplicaSets in proportion to their sizes, the largest taking the rounding leftover.
+pub fn proportional_scale(
+    d: &Deployment,
+    new_rs: Option<&ReplicaSet>,
+    old: &[ReplicaSet],
+) -> Scaling {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let mut scaling = Scaling::new();
+    let mut by_age: Vec<&ReplicaSet> = old.iter().collect();
+    by_age
+        .sort_by_key(|rs| std::cmp::Reverse(rs.metadata.creation_timestamp.as_ref().map(|t| t.0)));
+    let mut active: Vec<&ReplicaSet> = by_age
+        .iter()
+        .copied()
+        .chain(new_rs)
+        .filter(|rs| spec_replicas(rs) > 0)
+        .collect();
+    let single = match active.len() {
+        0 => new_rs.or(by_age.first().copied()),
+        1 => Some(active[0]),
+        _ => None,
+    };
+    if let Some(rs) = single {
+        if spec_replicas(rs) != replicas {
+            scaling.insert(rs.name_any(), replicas);
+        }
+        return scaling;
+    }
+    if let Some(new_rs) = new_rs {
+        let desired = new_rs
+            .annotations()
+            .get(DESIRED_REPLICAS)
+            .and_then(|v| v.parse::<i32>().ok());
+        let saturated = spec_replicas(new_rs) == replicas
+            && desired == Some(replicas)
+            && status_of(new_rs).2 == replicas;
+        if saturated {
+            for rs in old.iter().filter(|rs| spec_replicas(rs) > 0) {
+                scaling.insert(rs.name_any(), 0);
+            }
+            return scaling;
+        }
+    }
+    if is_recreate(d) {
+        return scaling;
+    }
+    let (surge, _) = surge_and_unavailable(d);
+    let allowed = if replicas > 0 { replicas + surge } else { 0 };
+    let current: i32 = active.iter().map(|rs| spec_replicas(rs)).sum();
+    let to_add = allowed - current;
+    // Growing: larger first, newer first among equals; shrinking: larger, then older first.
+    let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    active.sort_by(|a, b| {
+        spec_replicas(b).cmp(&spec_replicas(a)).then(if to_add > 0 {
+            created(b).cmp(&created(a))
+        } else {
+            created(a).cmp(&created(b))
+        })
+    });
+    let mut added = 0;
+    let mut sizes: Vec<i32> = Vec::with_capacity(active.len());
+    for rs in &active {
+        let share = proportion(d, rs, to_add, added);
+        added += share;
+        sizes.push(spec_replicas(rs) + share);
+    }
+    if let Some(first) = sizes.first_mut() {
+        *first = (*first + to_add - added).max(0);
+    }
+    for (rs, size) in active.iter().zip(sizes) {
+        if size != spec_replicas(rs) {
+            scaling.insert(rs.name_any(), size);
+        }
+    }
+    scaling
+}
+
 /// One Recreate step: old ReplicaSets to zero; the new one up once no old pod is left.
 pub fn recreate_step(
     d: &Deployment,
@@ -484,25 +607,18 @@ async fn reconcile(
     // Scale.
     let mut all: Vec<ReplicaSet> = old.clone();
     all.extend(new_rs.clone());
-    if let Some(new_rs) = &new_rs {
-        let scaling = if paused {
-            // Only a replica-count change is carried out while paused: the newest active
-            // ReplicaSet takes it.
-            let active_total: i32 = all.iter().map(spec_replicas).sum();
-            let mut s = Scaling::new();
-            if active_total != replicas {
-                let target = all
-                    .iter()
-                    .filter(|rs| spec_replicas(rs) > 0)
-                    .max_by_key(|rs| revision_of(rs))
-                    .unwrap_or(new_rs);
-                s.insert(
-                    target.name_any(),
-                    (spec_replicas(target) + replicas - active_total).max(0),
-                );
-            }
-            s
-        } else if is_recreate(&d) {
+    let actives: Vec<&ReplicaSet> = all.iter().collect();
+    let resize = paused || is_scaling_event(&d, &actives);
+    if resize || new_rs.is_some() {
+        let mut scaling = if resize {
+            // A replica-count change (or a paused Deployment) sizes the ReplicaSets without
+            // a rollout step.
+            proportional_scale(&d, new_rs.as_ref(), &old)
+        } else if let Some(new_rs) = &new_rs
+            && !is_recreate(&d)
+        {
+            rolling_step(&d, new_rs, &old)
+        } else if let Some(new_rs) = &new_rs {
             let old_uids: Vec<String> = old.iter().filter_map(|rs| rs.uid()).collect();
             let old_pods_running = state.pods.state().iter().any(|p| {
                 pods::controller_of(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))
@@ -513,8 +629,21 @@ async fn reconcile(
             });
             recreate_step(&d, new_rs, &old, old_pods_running)
         } else {
-            rolling_step(&d, new_rs, &old)
+            Scaling::new()
         };
+        // Active ReplicaSets sized for another replica count are re-annotated even when
+        // their size stays, or every later sync would look like a scaling event.
+        if resize {
+            for rs in all.iter().filter(|rs| spec_replicas(rs) > 0) {
+                let stale = [DESIRED_REPLICAS, MAX_REPLICAS]
+                    .iter()
+                    .zip([replicas, replicas + surge])
+                    .any(|(k, v)| rs.annotations().get(*k) != Some(&v.to_string()));
+                if stale {
+                    scaling.entry(rs.name_any()).or_insert(spec_replicas(rs));
+                }
+            }
+        }
         for (rs_name, count) in &scaling {
             let Some(rs) = all.iter_mut().find(|rs| &rs.name_any() == rs_name) else {
                 continue;
@@ -525,6 +654,9 @@ async fn reconcile(
             *rs = rs_api
                 .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
+            if *count == from {
+                continue;
+            }
             let direction = if *count > from { "up" } else { "down" };
             event(
                 &state,
@@ -931,6 +1063,56 @@ mod tests {
             recreate_step(&d, &new, &[rs("old", 0, 0, 1)], false).get("new"),
             Some(&2)
         );
+    }
+
+    fn sized_for(mut rs: ReplicaSet, desired: i32, max: i32) -> ReplicaSet {
+        rs.metadata.annotations = Some(
+            [
+                (DESIRED_REPLICAS.to_owned(), desired.to_string()),
+                (MAX_REPLICAS.to_owned(), max.to_string()),
+            ]
+            .into(),
+        );
+        rs
+    }
+
+    #[test]
+    fn scaling_mid_rollout_spreads_the_change_in_proportion() {
+        // 10 replicas with maxSurge 3, rolled halfway: old 8 + new 5 = 13 (the maximum).
+        let old = sized_for(rs("old", 8, 8, 1), 10, 13);
+        let new = sized_for(rs("new", 5, 0, 2), 10, 13);
+        let d = deployment(15, 3, 0);
+        assert!(is_scaling_event(&d, &[&old, &new]));
+        // 15 + 3 = 18 allowed, 5 more: 8·18/13 ≈ 11 (+3), 5·18/13 ≈ 7 (+2).
+        let s = proportional_scale(&d, Some(&new), std::slice::from_ref(&old));
+        assert_eq!(s.get("old"), Some(&11));
+        assert_eq!(s.get("new"), Some(&7));
+        // Scaling down to 5: 5 + 3 = 8 allowed, 5 fewer, the larger set giving more.
+        let d = deployment(5, 3, 0);
+        let s = proportional_scale(&d, Some(&new), std::slice::from_ref(&old));
+        let total: i32 = s.values().sum();
+        assert_eq!(total, 8);
+        assert!(s["old"] > s["new"], "{s:?}");
+    }
+
+    #[test]
+    fn a_single_active_set_takes_the_whole_count_and_a_saturated_new_one_ends_the_old() {
+        let old = sized_for(rs("old", 0, 0, 1), 3, 4);
+        let new = sized_for(rs("new", 3, 3, 2), 3, 4);
+        let d = deployment(6, 1, 0);
+        assert!(is_scaling_event(&d, &[&old, &new]));
+        let s = proportional_scale(&d, Some(&new), std::slice::from_ref(&old));
+        assert_eq!(s, Scaling::from([("new".to_owned(), 6)]));
+        // Same count: nothing is a scaling event.
+        assert!(!is_scaling_event(&deployment(3, 1, 0), &[&old, &new]));
+        let leftover = sized_for(rs("old", 1, 1, 1), 3, 4);
+        let saturated = sized_for(rs("new", 3, 3, 2), 3, 4);
+        let s = proportional_scale(
+            &deployment(3, 1, 0),
+            Some(&saturated),
+            std::slice::from_ref(&leftover),
+        );
+        assert_eq!(s, Scaling::from([("old".to_owned(), 0)]));
     }
 
     #[test]
