@@ -41,17 +41,14 @@ impl NodeInfo {
     }
 
     /// Discharges the pod with `uid`, if it is here.
-    fn remove_pod(&mut self, uid: &str) -> bool {
-        let Some(i) = self
+    fn remove_pod(&mut self, uid: &str) -> Option<Arc<Pod>> {
+        let i = self
             .pods
             .iter()
-            .position(|p| p.metadata.uid.as_deref() == Some(uid))
-        else {
-            return false;
-        };
+            .position(|p| p.metadata.uid.as_deref() == Some(uid))?;
         let pod = self.pods.swap_remove(i);
         self.usage.remove(&pod);
-        true
+        Some(pod)
     }
 
     pub fn name(&self) -> String {
@@ -83,6 +80,17 @@ pub struct ClusterCache {
     waiting: HashMap<String, Vec<Arc<Pod>>>,
     /// Where each charged pod is: uid → node name.
     charged: HashMap<String, String>,
+    /// How many charged pods carry pod affinity or anti-affinity terms (when none does, a
+    /// pod without its own terms needs no inter-pod affinity check).
+    with_pod_affinity: usize,
+}
+
+/// Whether a pod has pod affinity or anti-affinity terms.
+pub fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
 impl ClusterCache {
@@ -137,23 +145,35 @@ impl ClusterCache {
         let Some(node) = self.charged.remove(uid) else {
             return false;
         };
-        match self.by_name.get(&node).copied() {
-            Some(i) => {
-                self.nodes[i].remove_pod(uid);
-            }
+        let removed = match self.by_name.get(&node).copied() {
+            Some(i) => self.nodes[i].remove_pod(uid),
             None => {
-                if let Some(list) = self.waiting.get_mut(&node) {
-                    list.retain(|p| p.metadata.uid.as_deref() != Some(uid));
-                    if list.is_empty() {
-                        self.waiting.remove(&node);
-                    }
+                let list = self.waiting.entry(node.clone()).or_default();
+                let pod = list
+                    .iter()
+                    .position(|p| p.metadata.uid.as_deref() == Some(uid))
+                    .map(|i| list.swap_remove(i));
+                if list.is_empty() {
+                    self.waiting.remove(&node);
                 }
+                pod
             }
+        };
+        if removed.is_some_and(|p| has_pod_affinity(&p)) {
+            self.with_pod_affinity = self.with_pod_affinity.saturating_sub(1);
         }
         true
     }
 
+    /// Whether any charged pod has pod affinity or anti-affinity terms.
+    pub fn pod_affinity_in_use(&self) -> bool {
+        self.with_pod_affinity > 0
+    }
+
     fn charge(&mut self, uid: String, node: &str, pod: Arc<Pod>) {
+        if has_pod_affinity(&pod) {
+            self.with_pod_affinity += 1;
+        }
         match self.by_name.get(node).copied() {
             Some(i) => self.nodes[i].add_pod(pod),
             None => self.waiting.entry(node.to_owned()).or_default().push(pod),
@@ -211,6 +231,7 @@ impl ClusterCache {
         }
         self.waiting.clear();
         self.charged.clear();
+        self.with_pod_affinity = 0;
     }
 }
 

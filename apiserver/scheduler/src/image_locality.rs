@@ -154,8 +154,8 @@ fn priority(sum: i64, containers: usize) -> i64 {
         return 0;
     }
     let clamped = sum.clamp(MIN_THRESHOLD, max);
-    let scaled =
-        i128::from(MAX_SCORE) * i128::from(clamped - MIN_THRESHOLD) / i128::from(max - MIN_THRESHOLD);
+    let scaled = i128::from(MAX_SCORE) * i128::from(clamped - MIN_THRESHOLD)
+        / i128::from(max - MIN_THRESHOLD);
     scaled as i64
 }
 

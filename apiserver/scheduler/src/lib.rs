@@ -13,9 +13,13 @@
 
 pub mod cache;
 pub mod filters;
+pub mod image_locality;
+pub mod inter_pod_affinity;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod scores;
+pub mod topology_spread;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,16 +28,21 @@ use std::time::{Duration, Instant};
 use controllers::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cache::{ClusterCache, NodeInfo};
+use crate::image_locality::ImageSpread;
+use crate::inter_pod_affinity::{AffinityState, NamespaceLabels};
 use crate::queue::SchedulingQueue;
+use crate::topology_spread::SpreadState;
 
 /// The user the scheduler acts as.
 pub const USER: &str = "system:kube-scheduler";
@@ -62,9 +71,96 @@ pub fn feasible_nodes_to_find(total: usize) -> usize {
     (total * percent / 100).max(MIN_FEASIBLE_NODES)
 }
 
+/// What placing a pod needs to know besides the nodes.
+pub struct ClusterView<'a> {
+    /// Namespace name → labels, for namespace selectors of pod affinity terms.
+    pub namespace_labels: &'a NamespaceLabels,
+    /// How many nodes hold each image.
+    pub images: &'a ImageSpread,
+    /// Whether any bound pod has pod affinity or anti-affinity terms.
+    pub pod_affinity_in_use: bool,
+}
+
+/// The per-pod state of the filters that look across nodes, computed once per pod.
+pub struct PodChecks {
+    spread: Option<SpreadState>,
+    affinity: Option<AffinityState>,
+}
+
+impl PodChecks {
+    pub fn new(pod: &Pod, nodes: &[NodeInfo], view: &ClusterView<'_>) -> PodChecks {
+        let spec = pod.spec.as_ref();
+        let spreads = spec
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let affinity = view.pod_affinity_in_use || cache::has_pod_affinity(pod);
+        PodChecks {
+            spread: spreads.then(|| topology_spread::prepare(pod, nodes)),
+            affinity: affinity
+                .then(|| inter_pod_affinity::prepare(pod, nodes, view.namespace_labels)),
+        }
+    }
+
+    /// Every filter, in upstream's order; Ok or the reasons the node does not fit.
+    pub fn feasible(&self, pod: &Pod, info: &NodeInfo) -> Result<(), Vec<String>> {
+        filters::check(pod, &info.node, &info.usage)?;
+        if let Some(spread) = &self.spread {
+            topology_spread::filter(spread, pod, info).map_err(|r| vec![r])?;
+        }
+        if let Some(affinity) = &self.affinity {
+            inter_pod_affinity::filter(affinity, pod, info).map_err(|r| vec![r])?;
+        }
+        Ok(())
+    }
+
+    /// The weighted sum of every score for each feasible node.
+    fn scores(&self, pod: &Pod, feasible: &[&NodeInfo], view: &ClusterView<'_>) -> Vec<i64> {
+        let nodes: Vec<&Node> = feasible.iter().map(|i| i.node.as_ref()).collect();
+        let mut total: Vec<i64> = feasible
+            .iter()
+            .map(|i| {
+                scores::score(pod, &i.node, &i.usage)
+                    + image_locality::WEIGHT * image_locality::score(pod, i, view.images)
+            })
+            .collect();
+        let mut add = |weight: i64, part: Vec<i64>| {
+            for (t, p) in total.iter_mut().zip(part) {
+                *t += weight * p;
+            }
+        };
+        add(
+            scores::TAINT_TOLERATION_WEIGHT,
+            scores::taint_toleration(pod, &nodes),
+        );
+        add(
+            scores::NODE_AFFINITY_WEIGHT,
+            scores::node_affinity(pod, &nodes),
+        );
+        if let Some(spread) = &self.spread {
+            add(
+                topology_spread::WEIGHT,
+                topology_spread::scores(spread, pod, feasible),
+            );
+        }
+        if let Some(affinity) = &self.affinity {
+            add(
+                inter_pod_affinity::WEIGHT,
+                inter_pod_affinity::scores(affinity, pod, feasible),
+            );
+        }
+        total
+    }
+}
+
 /// Places one pod. Nodes are looked at from `*start` on (wrapping), and `*start` moves past
 /// the ones looked at, so successive pods spread the search over the whole cluster.
-pub fn place(pod: &Pod, nodes: &[NodeInfo], start: &mut usize) -> Placement {
+pub fn place(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    view: &ClusterView<'_>,
+    start: &mut usize,
+) -> Placement {
+    let checks = PodChecks::new(pod, nodes, view);
     let total = nodes.len();
     let enough = feasible_nodes_to_find(total);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -76,7 +172,7 @@ pub fn place(pod: &Pod, nodes: &[NodeInfo], start: &mut usize) -> Placement {
         }
         let info = &nodes[(*start + i) % total];
         looked += 1;
-        match filters::check(pod, &info.node, &info.usage) {
+        match checks.feasible(pod, info) {
             Ok(()) => feasible.push(info),
             Err(why) => {
                 for reason in why {
@@ -88,9 +184,11 @@ pub fn place(pod: &Pod, nodes: &[NodeInfo], start: &mut usize) -> Placement {
     if total > 0 {
         *start = (*start + looked) % total;
     }
+    let scores = checks.scores(pod, &feasible, view);
     let best = feasible
         .iter()
-        .map(|info| (scores::score(pod, &info.node, &info.usage), info.name()))
+        .zip(scores)
+        .map(|(info, score)| (score, info.name()))
         .max_by(|(a, an), (b, bn)| a.cmp(b).then(bn.cmp(an)));
     match best {
         Some((_, node)) => Placement::Node(node),
@@ -139,6 +237,10 @@ struct Scheduler {
     node_relist: Option<Vec<Node>>,
     pods_listed: bool,
     nodes_listed: bool,
+    namespaces: Store<Namespace>,
+    budgets: Store<PodDisruptionBudget>,
+    /// How many nodes hold each image; rebuilt after node changes.
+    images: Option<ImageSpread>,
 }
 
 impl Scheduler {
@@ -194,6 +296,7 @@ impl Scheduler {
     }
 
     fn on_node_event(&mut self, event: watcher::Event<Node>) {
+        self.images = None;
         let changed = match event {
             watcher::Event::Apply(node) => self.cache.apply_node(Arc::new(node)),
             watcher::Event::Delete(node) => {
@@ -243,7 +346,21 @@ impl Scheduler {
         let Some(uid) = pod.uid() else {
             return;
         };
-        match place(&pod, self.cache.nodes(), &mut self.next_start) {
+        let namespace_labels: NamespaceLabels = self
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        let images = self
+            .images
+            .get_or_insert_with(|| ImageSpread::from_nodes(self.cache.nodes()));
+        let view = ClusterView {
+            namespace_labels: &namespace_labels,
+            images,
+            pod_affinity_in_use: self.cache.pod_affinity_in_use(),
+        };
+        match place(&pod, self.cache.nodes(), &view, &mut self.next_start) {
             Placement::Node(node) => {
                 self.cache.assume(&pod, &node);
                 self.assumed.insert(uid.clone(), node.clone());
@@ -257,8 +374,104 @@ impl Scheduler {
             }
             Placement::Unschedulable(message) => {
                 self.queue.unschedulable(&uid, now);
+                let checks = PodChecks::new(&pod, self.cache.nodes(), &view);
+                let message = self.preempt_for(&pod, &checks, &message).await;
                 self.report_unschedulable(&pod, &message).await;
             }
+        }
+    }
+
+    /// Tries to make room for a pod that fits nowhere by evicting lower-priority pods
+    /// (upstream's DefaultPreemption). On success the victims are marked and deleted and the
+    /// pod is nominated to their node; it is placed once they are gone. Returns the
+    /// FailedScheduling message.
+    ///
+    /// Every filter judges whether the pod fits once victims are gone, but topology spread
+    /// and inter-pod affinity count the victims as still there (so pods are never evicted
+    /// for a spread or affinity they would not fix, nor evicted to fix one); and pods
+    /// nominated to a node do not hold its room against others.
+    async fn preempt_for(&self, pod: &Pod, checks: &PodChecks, message: &str) -> String {
+        let budgets: Vec<PodDisruptionBudget> =
+            self.budgets.state().iter().map(|b| (**b).clone()).collect();
+        let fits = |p: &Pod, info: &NodeInfo| checks.feasible(p, info);
+        let can_help = |info: &NodeInfo| preemption::removal_can_help(pod, &info.node);
+        let namespace = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        match preemption::select_victims(pod, self.cache.nodes(), &budgets, &fits, &can_help) {
+            Ok(chosen) => {
+                for victim in &chosen.victims {
+                    self.evict(pod, victim, &chosen.node).await;
+                }
+                let patch = json!({"status": {"nominatedNodeName": chosen.node}});
+                if let Err(e) = api
+                    .patch_status(
+                        &pod.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    warn!(pod = %pod.name_any(), error = %e, "nominating a node failed");
+                }
+                message.to_owned()
+            }
+            Err(why) => {
+                let nominated = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                if why.clear_nominated_node && nominated {
+                    let patch = json!({"status": {"nominatedNodeName": null}});
+                    let _ = api
+                        .patch_status(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await;
+                }
+                preemption::failed_scheduling_message(message, &why)
+            }
+        }
+    }
+
+    /// Marks a victim as disrupted, records why, and deletes it.
+    async fn evict(&self, preemptor: &Pod, victim: &Pod, node: &str) {
+        let namespace = victim.namespace().unwrap_or_default();
+        let name = victim.name_any();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let mut condition = preemption::victim_condition(preemptor);
+        condition.last_transition_time = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
+        let patch = json!({"status": {"conditions": [condition]}});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            warn!(pod = %name, error = %e, "marking a preemption victim failed");
+        }
+        self.recorder
+            .record(
+                &victim.object_ref(&()),
+                EventType::Normal,
+                "Preempted",
+                "Preempting",
+                preemption::preempted_note(preemptor, node),
+            )
+            .await;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: victim.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => info!(pod = %name, node, "preempted"),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => warn!(pod = %name, error = %e, "deleting a preemption victim failed"),
         }
     }
 
@@ -355,6 +568,23 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
     let mut node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_watch = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(namespace_writer)
+    .for_each(|_| futures::future::ready(()));
+    let (budgets, budget_writer) = reflector::store();
+    let budget_watch = watcher(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(budget_writer)
+    .for_each(|_| futures::future::ready(()));
+    let mut side_watches = Box::pin(futures::future::join(namespace_watch, budget_watch));
     let recorder = EventRecorder::new(client.clone(), NAME, &identity);
     let mut scheduler = Scheduler {
         client,
@@ -367,6 +597,9 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
         node_relist: None,
         pods_listed: false,
         nodes_listed: false,
+        namespaces,
+        budgets,
+        images: None,
     };
     loop {
         let listed = scheduler.pods_listed && scheduler.nodes_listed;
@@ -392,6 +625,7 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
                 Some(Err(_)) => {}
                 None => anyhow::bail!("node watch ended"),
             },
+            _ = &mut side_watches => anyhow::bail!("namespace or disruption budget watch ended"),
             _ = tokio::time::sleep(pause) => {
                 if listed {
                     scheduler.schedule_one().await;
@@ -405,6 +639,18 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::filters::tests::{node, pod};
+
+    fn view() -> ClusterView<'static> {
+        static NO_LABELS: std::sync::LazyLock<NamespaceLabels> =
+            std::sync::LazyLock::new(NamespaceLabels::new);
+        static NO_IMAGES: std::sync::LazyLock<ImageSpread> =
+            std::sync::LazyLock::new(|| ImageSpread::from_nodes(&[]));
+        ClusterView {
+            namespace_labels: &NO_LABELS,
+            images: &NO_IMAGES,
+            pod_affinity_in_use: false,
+        }
+    }
 
     #[test]
     fn large_clusters_stop_after_enough_feasible_nodes() {
@@ -422,9 +668,15 @@ mod tests {
         }
         let mut start = 0;
         let p = pod("100m");
-        assert!(matches!(place(&p, cache.nodes(), &mut start), Placement::Node(_)));
+        assert!(matches!(
+            place(&p, cache.nodes(), &view(), &mut start),
+            Placement::Node(_)
+        ));
         assert_eq!(start, 420);
-        assert!(matches!(place(&p, cache.nodes(), &mut start), Placement::Node(_)));
+        assert!(matches!(
+            place(&p, cache.nodes(), &view(), &mut start),
+            Placement::Node(_)
+        ));
         assert_eq!(start, 840);
     }
 
@@ -438,20 +690,25 @@ mod tests {
         for i in 0..1000 {
             let mut p = pod("350m");
             p.metadata.uid = Some(format!("uid-{i}"));
-            match place(&p, cache.nodes(), &mut start) {
+            match place(&p, cache.nodes(), &view(), &mut start) {
                 Placement::Node(n) => cache.assume(&p, &n),
                 Placement::Unschedulable(m) => panic!("{m}"),
             }
         }
         for info in cache.nodes() {
             let u = &info.usage;
-            assert!(u.requested["cpu"] <= 4000, "{} is overcommitted: {u:?}", info.name());
+            assert!(
+                u.requested["cpu"] <= 4000,
+                "{} is overcommitted: {u:?}",
+                info.name()
+            );
             // Spread: least-allocated scoring fills every node evenly.
             assert_eq!(u.pods, 10, "{} holds {} pods", info.name(), u.pods);
         }
         // 11 × 350m fit in 4 CPUs, so room remains for 350m pods, but not for 1 CPU.
         let p = pod("1");
-        let Placement::Unschedulable(message) = place(&p, cache.nodes(), &mut start) else {
+        let Placement::Unschedulable(message) = place(&p, cache.nodes(), &view(), &mut start)
+        else {
             panic!("a 1-CPU pod should not fit");
         };
         assert_eq!(message, "0/100 nodes are available: 100 Insufficient cpu.");
