@@ -1,5 +1,6 @@
 //! Command-line flags (kube-apiserver's names where they exist), first-start bootstrap of the
-//! data dir (PKI, admin kubeconfig, storage, the initial namespaces) and the run loop.
+//! data dir (PKI, admin kubeconfig, storage, the initial namespaces and system priority
+//! classes) and the run loop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -17,6 +18,7 @@ use tracing::info;
 use crate::endpoints::{ApiServer, openapi::OpenApiDocs};
 use crate::registry::generic_store::{GenericStore, WriteOptions};
 use crate::registry::resource_table;
+use crate::registry::resources::cluster_policy::SYSTEM_PRIORITY_CLASSES;
 use crate::registry::service_ips::{Cidr, ServiceAllocator, parse_port_range};
 use crate::registry::watch_cache::WatchCache;
 
@@ -120,6 +122,24 @@ async fn bootstrap_namespaces(store: &GenericStore) -> Result<()> {
             Ok(_) => info!(namespace = name, "created initial namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => bail!("creating namespace {name}: {}", e.message),
+        }
+    }
+    Ok(())
+}
+
+/// The system PriorityClasses every cluster has from the start (kube-apiserver's
+/// `scheduling/bootstrap-system-priority-classes`); existing ones are left as they are.
+async fn bootstrap_priority_classes(store: &GenericStore) -> Result<()> {
+    let classes = resource_table::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priority classes are served");
+    for class in &SYSTEM_PRIORITY_CLASSES {
+        match store
+            .create(classes, None, class.object(), &WriteOptions::default())
+            .await
+        {
+            Ok(_) => info!(name = class.name, "created system priority class"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => bail!("creating priority class {}: {}", class.name, e.message),
         }
     }
     Ok(())
@@ -274,6 +294,7 @@ pub async fn run(flags: Flags) -> Result<()> {
     let storage_for_ranges = storage.clone();
     let store = GenericStore::new(storage.clone());
     bootstrap_namespaces(&store).await?;
+    bootstrap_priority_classes(&store).await?;
     let prefixes: Vec<String> = resource_table::RESOURCES
         .iter()
         .map(|r| r.key_prefix())

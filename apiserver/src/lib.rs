@@ -5,8 +5,9 @@
 //! Request flow: `serve` (TLS, h1/h2, panic guard) → `authn` (client certificate, or a
 //! service-account token checked by `service_account_tokens`) →
 //! `endpoints` (routing, negotiation, decoding) → `registry::generic_store` (strategies,
-//! validation, optimistic concurrency) → storage.
+//! `admission` plugins, validation, optimistic concurrency) → storage.
 
+pub mod admission;
 pub mod authn;
 pub mod catalog;
 pub mod components;

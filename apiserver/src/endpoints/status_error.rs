@@ -182,6 +182,20 @@ impl ApiError {
         }
     }
 
+    /// 403 for a request a policy refuses, such as an admission plugin (`errors.NewForbidden`).
+    pub fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> Self {
+        let resource_name = qualified_resource(resource, group);
+        let message = if name.is_empty() {
+            format!("{resource_name} is forbidden: {why}")
+        } else {
+            format!("{resource_name} {name:?} is forbidden: {why}")
+        };
+        ApiError {
+            details: details(name, group, resource),
+            ..Self::new(403, "Forbidden", message)
+        }
+    }
+
     /// 422 with one cause per field error; `kind` is like `Deployment.apps` or `Pod`.
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
         let qualified_kind = qualified_resource(kind, group);
@@ -345,6 +359,25 @@ mod tests {
         assert_eq!(body["reason"], "NotFound");
         assert_eq!(body["code"], 404);
         assert_eq!(body["details"]["kind"], "deployments");
+    }
+
+    #[test]
+    fn forbidden_names_the_resource_and_the_reason() {
+        let body = ApiError::forbidden("pods", "", "x", "no PriorityClass with name foo was found")
+            .to_status_json();
+        assert_eq!(body["code"], 403);
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(
+            body["message"],
+            "pods \"x\" is forbidden: no PriorityClass with name foo was found"
+        );
+        assert_eq!(body["details"]["kind"], "pods");
+        assert_eq!(body["details"]["name"], "x");
+        let unnamed = ApiError::forbidden("priorityclasses", "scheduling.k8s.io", "", "no");
+        assert_eq!(
+            unnamed.message,
+            "priorityclasses.scheduling.k8s.io is forbidden: no"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! THE store: one implementation of create, get, list, update (guaranteed_update), delete and
 //! watch for every resource, over JSON objects in the storage crate. Resources only supply
-//! strategy hooks; this module owns system metadata, typed decoding, validation order,
-//! optimistic concurrency, finalizers and the mapping of storage events to watch events.
+//! strategy hooks; this module owns system metadata, typed decoding, the order of
+//! preparation, admission and validation, optimistic concurrency, finalizers and the mapping
+//! of storage events to watch events.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use jiff::Timestamp;
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use crate::admission::{self, Attributes, Operation};
 use crate::endpoints::status_error::{ApiError, FieldError};
 use crate::registry::managed_fields::{self, Scope, Writer};
 use crate::registry::resource_table::ResourceDef;
@@ -406,6 +408,11 @@ impl GenericStore {
             obj["metadata"] = json!({});
         }
         set_namespace(r, &mut obj, namespace)?;
+        // Admission runs before names are generated upstream, and reports the prefix.
+        let admission_name = meta_str(&obj, "name")
+            .or_else(|| meta_str(&obj, "generateName"))
+            .unwrap_or("Unknown")
+            .to_owned();
         if meta_str(&obj, "name").is_none()
             && let Some(prefix) = meta_str(&obj, "generateName")
         {
@@ -442,10 +449,17 @@ impl GenericStore {
                 scope,
             );
         }
+        let attrs = Attributes {
+            resource: r,
+            name: &admission_name,
+            operation: Operation::Create,
+        };
+        admission::mutate(self, &attrs, &mut obj).await?;
         let errs = self.validate(r, &obj);
         if !errs.is_empty() {
             return Err(self.invalid(r, &obj, &errs));
         }
+        admission::validate(self, &attrs, &obj).await?;
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
         let key = r.key(namespace, &name);
         if opts.dry_run {
@@ -671,7 +685,7 @@ impl GenericStore {
                 None => body,
             };
             let writer = writer_of(requested, opts, scope);
-            let new = self.prepare_update(
+            let mut new = self.prepare_update(
                 r,
                 namespace,
                 name,
@@ -682,6 +696,19 @@ impl GenericStore {
                 writer.as_ref(),
                 &mut warnings,
             )?;
+            // Admission sees main-endpoint writes only, as upstream skips subresources.
+            let attrs = Attributes {
+                resource: r,
+                name,
+                operation: Operation::Update { old: &old },
+            };
+            if scope == UpdateScope::Main {
+                admission::mutate(self, &attrs, &mut new).await?;
+            }
+            self.validate_update(r, &new, &old, scope)?;
+            if scope == UpdateScope::Main {
+                admission::validate(self, &attrs, &new).await?;
+            }
             if new == old {
                 return Ok(Written {
                     object: served(requested, old),
@@ -733,6 +760,7 @@ impl GenericStore {
         Err(retries_exhausted(r, name))
     }
 
+    /// The new state of an object an update gives, before admission and validation.
     #[allow(clippy::too_many_arguments)] // reason: every input of one update step, named
     fn prepare_update(
         &self,
@@ -827,14 +855,25 @@ impl GenericStore {
             }
             None => {}
         }
-        let mut errs = self.validate(r, &new);
+        Ok(new)
+    }
+
+    /// Validates an update [`GenericStore::prepare_update`] prepared (and admission mutated).
+    fn validate_update(
+        &self,
+        r: &ResourceDef,
+        new: &Value,
+        old: &Value,
+        scope: UpdateScope,
+    ) -> Result<(), ApiError> {
+        let mut errs = self.validate(r, new);
         if scope == UpdateScope::Main {
-            errs.extend(r.strategy.validate_update(&new, old));
+            errs.extend(r.strategy.validate_update(new, old));
         }
         if !errs.is_empty() {
-            return Err(self.invalid(r, &new, &errs));
+            return Err(self.invalid(r, new, &errs));
         }
-        Ok(new)
+        Ok(())
     }
 
     /// The object a server-side apply creates when there is none yet (created by the caller,

@@ -1,5 +1,6 @@
 //! Strategies of RBAC, storage, scheduling, policy, networking, certificates and extension
-//! kinds: their defaults and the validation rules users meet most.
+//! kinds: their defaults and the validation rules users meet most; and the system
+//! PriorityClasses every cluster starts with.
 
 use serde_json::{Value, json};
 
@@ -181,6 +182,55 @@ impl Strategy for StorageClassStrategy {
     }
 }
 
+/// A PriorityClass every cluster has from the start.
+pub struct SystemPriorityClass {
+    pub name: &'static str,
+    pub value: i64,
+    pub description: &'static str,
+}
+
+impl SystemPriorityClass {
+    /// The object the server creates at startup.
+    pub fn object(&self) -> Value {
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+               "metadata": {"name": self.name}, "value": self.value,
+               "description": self.description})
+    }
+}
+
+/// The classes kube-apiserver bootstraps (`scheduling/bootstrap-system-priority-classes`);
+/// the `system-` name prefix is reserved for exactly these.
+pub const SYSTEM_PRIORITY_CLASSES: [SystemPriorityClass; 2] = [
+    SystemPriorityClass {
+        name: "system-node-critical",
+        value: 2_000_001_000,
+        description: "Used for system critical pods that must not be moved from their current node.",
+    },
+    SystemPriorityClass {
+        name: "system-cluster-critical",
+        value: 2_000_000_000,
+        description: "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    },
+];
+
+/// The highest value a class outside [`SYSTEM_PRIORITY_CLASSES`] may have.
+const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// Why a `system-` class is not one of the system classes (`IsKnownSystemPriorityClass`).
+fn unknown_system_class(name: &str, value: Option<i64>, global_default: bool) -> Option<String> {
+    let Some(known) = SYSTEM_PRIORITY_CLASSES.iter().find(|c| c.name == name) else {
+        return Some(format!("{name} is not a known system priority class"));
+    };
+    if value != Some(known.value) {
+        return Some(format!(
+            "value of {name} PriorityClass must be {}",
+            known.value
+        ));
+    }
+    // No system class is the global default.
+    global_default.then(|| format!("globalDefault of {name} PriorityClass must be false"))
+}
+
 pub struct PriorityClassStrategy;
 
 impl Strategy for PriorityClassStrategy {
@@ -190,23 +240,27 @@ impl Strategy for PriorityClassStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let name = obj["metadata"]["name"].as_str().unwrap_or("");
-        if name.starts_with("system-")
-            && !["system-node-critical", "system-cluster-critical"].contains(&name)
-        {
+        let value = obj["value"].as_i64();
+        if name.starts_with("system-") {
+            let global_default = obj["globalDefault"].as_bool().unwrap_or(false);
+            if let Some(why) = unknown_system_class(name, value, global_default) {
+                errs.push(FieldError::forbidden(
+                    "metadata.name",
+                    &format!(
+                        "priority class names with 'system-' prefix are reserved for system use only. error: {why}"
+                    ),
+                ));
+            }
+        } else if value.is_some_and(|v| v > HIGHEST_USER_DEFINABLE_PRIORITY) {
             errs.push(FieldError::forbidden(
-                "metadata.name",
-                "priority class names with 'system-' prefix are reserved",
+                "value",
+                &format!(
+                    "maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"
+                ),
             ));
         }
-        match obj["value"].as_i64() {
-            Some(v) if v > 1_000_000_000 && !name.starts_with("system-") => {
-                errs.push(FieldError::forbidden(
-                    "value",
-                    "maximum allowed value of a user defined priority is 1000000000",
-                ))
-            }
-            Some(_) => {}
-            None => errs.push(FieldError::required("value", "")),
+        if value.is_none() {
+            errs.push(FieldError::required("value", ""));
         }
         errs
     }
@@ -436,9 +490,37 @@ mod tests {
         assert_eq!(pc["preemptionPolicy"], "PreemptLowerPriority");
         assert!(PriorityClassStrategy.validate(&pc).is_empty());
         let reserved = json!({"metadata": {"name": "system-mine"}, "value": 1});
+        let errs = PriorityClassStrategy.validate(&reserved);
+        assert_eq!(errs[0].field, "metadata.name");
         assert_eq!(
-            PriorityClassStrategy.validate(&reserved)[0].field,
-            "metadata.name"
+            errs[0].detail,
+            "Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+        );
+        let too_high = json!({"metadata": {"name": "mine"}, "value": 1_000_000_001});
+        assert_eq!(PriorityClassStrategy.validate(&too_high)[0].field, "value");
+    }
+
+    #[test]
+    fn system_priority_classes_are_exactly_the_bootstrapped_ones() {
+        for class in &SYSTEM_PRIORITY_CLASSES {
+            let mut obj = class.object();
+            PriorityClassStrategy.defaults(&mut obj);
+            assert!(PriorityClassStrategy.validate(&obj).is_empty(), "{obj}");
+        }
+        let wrong_value = json!({"metadata": {"name": "system-node-critical"}, "value": 5});
+        assert!(
+            PriorityClassStrategy.validate(&wrong_value)[0]
+                .detail
+                .ends_with("error: value of system-node-critical PriorityClass must be 2000001000")
+        );
+        let default = json!({"metadata": {"name": "system-cluster-critical"},
+            "value": 2_000_000_000, "globalDefault": true});
+        assert!(
+            PriorityClassStrategy.validate(&default)[0]
+                .detail
+                .ends_with(
+                    "error: globalDefault of system-cluster-critical PriorityClass must be false"
+                )
         );
     }
 }

@@ -26,41 +26,6 @@ fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
 
 pub struct PodStrategy;
 
-/// How long a pod stays on a node that is not ready or unreachable, unless it says otherwise
-/// (the DefaultTolerationSeconds admission plugin's default).
-const DEFAULT_TOLERATION_SECONDS: i64 = 300;
-
-/// Gives a new pod the NoExecute tolerations for `node.kubernetes.io/not-ready` and
-/// `unreachable` for five minutes when it has none of its own, as the DefaultTolerationSeconds
-/// admission plugin does, so the node lifecycle controller evicts it five minutes after its
-/// node fails rather than at once.
-fn add_default_toleration_seconds(spec: &mut Value) {
-    if !spec.is_object() {
-        return;
-    }
-    let tolerations = &mut spec["tolerations"];
-    if !tolerations.is_array() {
-        *tolerations = json!([]);
-    }
-    let Some(list) = tolerations.as_array_mut() else {
-        return;
-    };
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let present = list.iter().any(|t| {
-            t["key"] == key && matches!(t["effect"].as_str(), None | Some("") | Some("NoExecute"))
-        });
-        if !present {
-            list.push(
-                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                             "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}),
-            );
-        }
-    }
-}
-
 impl Strategy for PodStrategy {
     fn defaults(&self, obj: &mut Value) {
         if let Some(spec) = obj.get_mut("spec") {
@@ -74,7 +39,6 @@ impl Strategy for PodStrategy {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        add_default_toleration_seconds(&mut obj["spec"]);
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
@@ -291,6 +255,30 @@ impl Strategy for WorkloadStrategy {
         if self.kind == WorkloadKind::Job && obj["spec"]["manualSelector"] != json!(true) {
             generate_job_selector(obj);
         }
+        if self.kind == WorkloadKind::DaemonSet {
+            // A generation the client sets is kept if at least 1; one that is no integer is
+            // left for validation to refuse.
+            match template_generation(obj) {
+                Some(Ok(g)) if g >= 1 => set_template_generation(obj, g),
+                Some(Err(_)) => {}
+                _ => set_template_generation(obj, 1),
+            }
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if self.kind == WorkloadKind::DaemonSet {
+            // Clients cannot set the generation; a template change bumps it (wrapping as Go's
+            // int64 does). The new object is compared as it will be stored, with defaults.
+            let old_generation = template_generation(old).and_then(Result::ok).unwrap_or(0);
+            let mut defaulted = new.clone();
+            self.defaults(&mut defaulted);
+            let generation = if defaulted.pointer(self.template) != old.pointer(self.template) {
+                old_generation.wrapping_add(1)
+            } else {
+                old_generation
+            };
+            set_template_generation(new, generation);
+        }
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
@@ -345,6 +333,15 @@ impl Strategy for WorkloadStrategy {
             &template["spec"],
             &format!("{template_path}.spec"),
         ));
+        if self.kind == WorkloadKind::DaemonSet
+            && let Some(Err(value)) = template_generation(obj)
+        {
+            errs.push(FieldError::invalid(
+                format!("metadata.annotations[{TEMPLATE_GENERATION_ANNOTATION}]"),
+                &json!(value),
+                "must be an integer",
+            ));
+        }
         errs
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
@@ -361,6 +358,31 @@ impl Strategy for WorkloadStrategy {
         }
         errs
     }
+}
+
+/// Where apps/v1 keeps a DaemonSet's template generation (the internal
+/// `spec.templateGeneration`): 1 on create, bumped by every change of the pod template.
+pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+/// A DaemonSet's template generation, if annotated: the number, or the text that is none.
+fn template_generation(obj: &Value) -> Option<Result<i64, &str>> {
+    let text = obj["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str()?;
+    Some(text.parse().map_err(|_| text))
+}
+
+fn set_template_generation(obj: &mut Value, generation: i64) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    let annotations = &mut meta["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[TEMPLATE_GENERATION_ANNOTATION] = json!(generation.to_string());
 }
 
 /// A Job without `manualSelector` selects its pods by its own uid, and its template carries
@@ -740,6 +762,106 @@ mod tests {
         let recreate =
             deployment(json!({"strategy": {"type": "Recreate"}, "template": {"spec": {}}}));
         assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    fn daemonset_strategy() -> WorkloadStrategy {
+        WorkloadStrategy {
+            template: "/spec/template",
+            map_selector: false,
+            kind: WorkloadKind::DaemonSet,
+        }
+    }
+
+    /// A DaemonSet as the store keeps it: defaulted and prepared.
+    fn created_daemonset(annotations: Value) -> Value {
+        let strategy = daemonset_strategy();
+        let mut ds = json!({"metadata": {"name": "ds", "annotations": annotations},
+            "spec": {"selector": {"matchLabels": {"app": "ds"}},
+                "template": {"metadata": {"labels": {"app": "ds"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}});
+        strategy.defaults(&mut ds);
+        strategy.prepare_for_create(&mut ds);
+        ds
+    }
+
+    fn generation_of(ds: &Value) -> &str {
+        ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn daemonsets_start_at_template_generation_one() {
+        assert_eq!(generation_of(&created_daemonset(Value::Null)), "1");
+        assert_eq!(
+            generation_of(&created_daemonset(
+                json!({TEMPLATE_GENERATION_ANNOTATION: "0"})
+            )),
+            "1"
+        );
+        assert_eq!(
+            generation_of(&created_daemonset(
+                json!({TEMPLATE_GENERATION_ANNOTATION: "+5"})
+            )),
+            "5"
+        );
+        let bad = created_daemonset(json!({TEMPLATE_GENERATION_ANNOTATION: "five"}));
+        let errs = daemonset_strategy().validate(&bad);
+        assert_eq!(
+            errs[0].field,
+            "metadata.annotations[deprecated.daemonset.template.generation]"
+        );
+        assert!(
+            daemonset_strategy()
+                .validate(&created_daemonset(Value::Null))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn template_changes_bump_the_template_generation() {
+        let strategy = daemonset_strategy();
+        let old = created_daemonset(Value::Null);
+        let update = |change: &dyn Fn(&mut Value)| {
+            let mut new = old.clone();
+            change(&mut new);
+            strategy.prepare_for_update(&mut new, &old);
+            generation_of(&new).to_owned()
+        };
+        assert_eq!(
+            update(
+                &|ds| ds["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    json!("busybox:1.37")
+            ),
+            "2"
+        );
+        assert_eq!(
+            update(&|ds| ds["metadata"]["labels"] = json!({"x": "y"})),
+            "1"
+        );
+        assert_eq!(update(&|ds| ds["spec"]["minReadySeconds"] = json!(5)), "1");
+        // Clients cannot set it, nor drop it.
+        assert_eq!(
+            update(
+                &|ds| ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION] = json!("9")
+            ),
+            "1"
+        );
+        assert_eq!(
+            update(&|ds| {
+                ds["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("annotations");
+            }),
+            "1"
+        );
+        // A replaced object without the server's defaults has the same template.
+        assert_eq!(
+            update(&|ds| ds["spec"]["template"]["spec"] =
+                json!({"containers": [{"name": "c", "image": "busybox:1.36"}]})),
+            "1"
+        );
     }
 
     #[test]
