@@ -1,5 +1,6 @@
 //! A test double of the kubelet's registration and heartbeats, until the node agent exists:
-//! registers Node objects reporting Ready, with capacity, and renews each node's Lease in
+//! registers Node objects reporting Ready, with capacity and the well-known hostname, OS and
+//! architecture labels, and renews each node's Lease in
 //! `kube-node-lease` every second, as a kubelet does, until the node is silenced or the
 //! double dropped.
 
@@ -41,6 +42,15 @@ impl TestNode {
     }
 }
 
+/// This machine's architecture as Go (and so Kubernetes) spells it.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// Registered nodes whose leases are renewed while alive.
 pub struct NodeHeartbeatDouble {
     beating: Arc<Mutex<Vec<String>>>,
@@ -60,6 +70,15 @@ impl NodeHeartbeatDouble {
         let lease_api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
         for n in nodes {
             let now = jiff::Timestamp::now().to_string();
+            // The well-known labels a kubelet registers with.
+            let mut labels = n.labels.clone();
+            for (k, v) in [
+                ("kubernetes.io/hostname", n.name.as_str()),
+                ("kubernetes.io/os", "linux"),
+                ("kubernetes.io/arch", go_arch()),
+            ] {
+                labels.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+            }
             let taints: Vec<_> = n
                 .taints
                 .iter()
@@ -67,7 +86,7 @@ impl NodeHeartbeatDouble {
                 .collect();
             let capacity = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
             let node: Node = serde_json::from_value(json!({
-                "metadata": {"name": n.name, "labels": n.labels},
+                "metadata": {"name": n.name, "labels": labels},
                 "spec": {"taints": taints},
             }))?;
             let created = node_api.create(&PostParams::default(), &node).await?;

@@ -730,3 +730,62 @@ spec:
     ]);
     assert!(events.contains("TaintManagerEviction"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_deployment_mid_rollout_spreads_replicas_over_its_replica_sets() {
+    let (cluster, _nodes, _kubelet) =
+        cluster_with(&[TestNode::named("n1"), TestNode::named("n2")], &[]).await;
+    let k = |args: &[&str]| cluster.kubectl(V, args).ok();
+    k(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1",
+        "--replicas=4",
+    ]);
+    k(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    // The new template asks for a node that does not exist: the rollout stalls with the
+    // old set at 3 and the new one at 2 (4 replicas, 25% surge and unavailability).
+    k(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#,
+    ]);
+    let sizes = |k: &dyn Fn(&[&str]) -> String| -> Vec<i64> {
+        let sets = items(&json(&k(&["get", "rs", "-l", "app=web", "-o", "json"])));
+        let mut by_revision: Vec<(i64, i64)> = sets
+            .iter()
+            .map(|rs| {
+                let revision: i64 = pod_field(
+                    rs,
+                    "/metadata/annotations/deployment.kubernetes.io~1revision",
+                )
+                .parse()
+                .unwrap_or(0);
+                (revision, rs["spec"]["replicas"].as_i64().unwrap_or(0))
+            })
+            .collect();
+        by_revision.sort();
+        by_revision.into_iter().map(|(_, n)| n).collect()
+    };
+    let stalled = eventually(Duration::from_secs(30), || {
+        (sizes(&k) == [3, 2]).then_some(())
+    });
+    assert!(
+        stalled.is_some(),
+        "rollout did not stall at 3+2: {:?}",
+        sizes(&k)
+    );
+    // 8 replicas: 8 + 2 surge = 10, shared 6 to 4 as the sets stood 3 to 2.
+    k(&["scale", "deployment", "web", "--replicas=8"]);
+    let spread = eventually(Duration::from_secs(30), || {
+        (sizes(&k) == [6, 4]).then_some(())
+    });
+    assert!(
+        spread.is_some(),
+        "replicas were not spread 6+4: {:?}",
+        sizes(&k)
+    );
+}
