@@ -97,7 +97,9 @@ spec:
         panic!(
             "two db pods were not placed: {:?}\n{}",
             placements(&cluster, "app=db"),
-            cluster.kubectl(V, &["describe", "pods", "-l", "app=db"]).ok()
+            cluster
+                .kubectl(V, &["describe", "pods", "-l", "app=db"])
+                .ok()
         )
     });
     assert_eq!(placed, ["", "n1", "n2"], "{placed:?}");

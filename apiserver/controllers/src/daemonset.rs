@@ -241,7 +241,11 @@ fn scaled(value: Option<&IntOrString>, total: i32, default: i32) -> i32 {
         Some(IntOrString::String(s)) => s
             .strip_suffix('%')
             .and_then(|p| p.parse::<i64>().ok())
-            .map(|p| (p * i64::from(total) + 99).div_euclid(100) as i32)
+            .map(|p| {
+                let scaled =
+                    (p.saturating_mul(i64::from(total)).saturating_add(99)).div_euclid(100);
+                scaled.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+            })
             .unwrap_or(0),
     }
 }
@@ -977,8 +981,10 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let namespace = d.namespace().to_owned();
-    let key = format!("{namespace}/{}", d.name());
     let uid = d.meta.uid.clone().unwrap_or_default();
+    // In-memory state (expectations, backoff) is keyed by uid, so a same-named successor
+    // starts afresh.
+    let key = uid.clone();
     let reference = ds.object_ref(&());
     let client = state.ctx.client.clone();
     let Some(selector) = pods::controller_selector(&d.selector) else {
@@ -1408,12 +1414,18 @@ async fn write_status(
         .patch_status(
             d.name(),
             &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
+            &Patch::Merge(&json!({
+                "metadata": {"resourceVersion": d.meta.resource_version},
+                "status": status,
+            })),
         )
         .await
     {
         Ok(_) => Ok(()),
         Err(e) if not_found(&e) => Ok(()),
+        // Written from a stale copy: the newer object is on its way and brings another
+        // reconcile, so nothing is overwritten with old news.
+        Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 409) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -193,7 +193,10 @@ fn finished_time(pod: &Pod) -> Timestamp {
     }
     if let Some(t) = &pod.metadata.deletion_timestamp {
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
-        return t.0 - SignedDuration::from_secs(grace);
+        return t
+            .0
+            .checked_sub(SignedDuration::from_secs(grace))
+            .unwrap_or(t.0);
     }
     pod.metadata
         .creation_timestamp
@@ -720,7 +723,8 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], seen: &Seen) -> Plan {
         let deadline = spec
             .active_deadline_seconds
             .zip(started)
-            .map(|(s, start)| start + SignedDuration::from_secs(s))
+            // A deadline beyond the representable future is no deadline.
+            .and_then(|(s, start)| start.checked_add(SignedDuration::from_secs(s)).ok())
             .filter(|_| !suspended);
         if let Some(target) = target {
             finishing = Some(new_condition(
@@ -1286,7 +1290,9 @@ async fn release_orphan(pod: Arc<Pod>, state: Arc<JobContext>) -> Result<Action,
 async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, ReconcileError> {
     let namespace = job.namespace().unwrap_or_default();
     let name = job.name_any();
-    let key = format!("{namespace}/{name}");
+    // In-memory state (expectations, backoff) is keyed by uid, so a same-named successor
+    // starts afresh.
+    let key = job.uid().unwrap_or_else(|| format!("{namespace}/{name}"));
     if managed_elsewhere(&job) {
         return Ok(Action::await_change());
     }

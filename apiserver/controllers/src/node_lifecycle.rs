@@ -313,7 +313,11 @@ pub fn eviction_due(pod: &Pod, taints: &[Taint], now: Timestamp) -> Option<Times
                 .unwrap_or(0)
                 .max(0);
             let added = taint.time_added.as_ref().map_or(now, |t| t.0);
-            added + jiff::SignedDuration::from_secs(seconds)
+            // Tolerated beyond the representable future: as good as forever.
+            match added.checked_add(jiff::SignedDuration::from_secs(seconds)) {
+                Ok(at) => at,
+                Err(_) => continue,
+            }
         };
         due = Some(due.map_or(at, |d| d.min(at)));
     }
@@ -905,6 +909,9 @@ mod tests {
         );
         let forever = pod_with(vec![toleration(UNREACHABLE, None)]);
         assert_eq!(eviction_due(&forever, &taints, now), None);
+        // Seconds beyond the representable future tolerate forever (and do not panic).
+        let endless = pod_with(vec![toleration(UNREACHABLE, Some(i64::MAX))]);
+        assert_eq!(eviction_due(&endless, &taints, now), None);
         let no_schedule_only = vec![taint(UNREACHABLE, "NoSchedule")];
         assert_eq!(eviction_due(&untolerating, &no_schedule_only, now), None);
     }

@@ -312,12 +312,9 @@ async fn reconcile<K: Replicated>(
 ) -> Result<Action, ReconcileError> {
     let target = obj.target();
     let namespace = target.meta.namespace.clone().unwrap_or_default();
-    let key = format!(
-        "{}/{}/{}",
-        target.kind,
-        namespace,
-        target.meta.name.as_deref().unwrap_or("")
-    );
+    // In-memory state (expectations, backoff) is keyed by uid, so a same-named successor
+    // starts afresh.
+    let key = target.meta.uid.clone().unwrap_or_default();
     let client = state.ctx.client.clone();
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let in_namespace: Vec<Arc<Pod>> = state

@@ -915,7 +915,11 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let set = SetSpec::of(&obj);
     let namespace = set.namespace().to_owned();
-    let key = format!("{namespace}/{}", set.name());
+    // In-memory state (expectations, backoff) is keyed by uid, so a same-named successor
+    // starts afresh.
+    let key = obj
+        .uid()
+        .unwrap_or_else(|| format!("{namespace}/{}", set.name()));
     let client = state.ctx.client.clone();
     let pods_here = in_namespace(&state.pods, &namespace);
     if !state.expectations.satisfied(&key, &pods_here) {
@@ -1247,7 +1251,7 @@ async fn write_status(
     set: &SetSpec,
     status: &SetStatus,
 ) -> Result<(), ReconcileError> {
-    let patch = json!({"status": {
+    let patch = json!({"metadata": {"resourceVersion": set.meta.resource_version}, "status": {
         "observedGeneration": status.observed_generation,
         "replicas": status.replicas,
         "readyReplicas": status.ready_replicas,
@@ -1265,6 +1269,9 @@ async fn write_status(
     {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) => Ok(()),
+        // Written from a stale copy: the newer object is on its way and brings another
+        // reconcile, so nothing is overwritten with old news.
+        Err(e) if is_status(&e, 409) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
