@@ -21,13 +21,13 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
+
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::events::{EventRecorder, EventType};
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -878,7 +878,8 @@ fn decide_next(
 /// The state shared by reconciles.
 pub struct CronJobContext {
     pub ctx: ControllerContext,
-    pub jobs: Store<Job>,
+    /// The Jobs by controller (a CronJob's own).
+    pub jobs: Indexes<Job>,
     pub recorder: EventRecorder,
     /// The zone of schedules without `spec.timeZone` (upstream: the controller's local zone).
     pub local: TimeZone,
@@ -892,7 +893,7 @@ pub fn run(
     let state = Arc::new(CronJobContext {
         recorder: ctx.recorder("cronjob-controller"),
         ctx,
-        jobs: jobs.store(),
+        jobs: jobs.indexes(),
         local: TimeZone::system(),
     });
     let controller = Controller::for_shared_stream(cron_jobs.subscribe(), cron_jobs.store())
@@ -994,14 +995,12 @@ async fn reconcile(
     let cron_api: Api<CronJob> = Api::namespaced(client.clone(), &namespace);
     let job_api: Api<Job> = Api::namespaced(client, &namespace);
     let uid = obj.metadata.uid.clone();
-    let jobs: Vec<Arc<Job>> = state
-        .jobs
-        .state()
+    let jobs: Vec<Arc<Job>> = uid
+        .as_deref()
+        .map(|uid| state.jobs.controlled_by(uid))
+        .unwrap_or_default()
         .into_iter()
-        .filter(|j| {
-            j.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && pods::controller_of(&j.metadata).is_some_and(|r| Some(&r.uid) == uid.as_ref())
-        })
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace.as_str()))
         .collect();
 
     // A running Job missing from the active list may have been added by a status write the

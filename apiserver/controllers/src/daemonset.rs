@@ -37,7 +37,7 @@ use tracing::warn;
 use crate::deployment::template_hash;
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::node_fit::{NODE_NAME_FIELD, spec_affinity_matches, untolerated_taint};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -864,9 +864,12 @@ impl FailedPodBackoff {
 /// The state shared by DaemonSet reconciles.
 pub struct DaemonContext {
     pub ctx: ControllerContext,
-    pub pods: Store<Pod>,
+    /// The pods by namespace (what a DaemonSet may own or adopt).
+    pub pods: Indexes<Pod>,
+    /// Every node: a DaemonSet is about all of them.
     pub nodes: Store<Node>,
-    pub revisions: Store<ControllerRevision>,
+    /// The ControllerRevisions by namespace (what a DaemonSet may own or adopt).
+    pub revisions: Indexes<ControllerRevision>,
     pub expectations: Expectations,
     pub backoff: FailedPodBackoff,
     pub recorder: EventRecorder,
@@ -934,9 +937,9 @@ pub fn run(
     let recorder = ctx.recorder(MANAGER);
     let state = Arc::new(DaemonContext {
         ctx,
-        pods: pods.store(),
+        pods: pods.indexes(),
         nodes: nodes.store(),
-        revisions: revisions.store(),
+        revisions: revisions.indexes(),
         expectations: Expectations::default(),
         backoff: FailedPodBackoff::default(),
         recorder,
@@ -1003,12 +1006,7 @@ async fn reconcile(
     let owner = pods::controller_ref("apps/v1", "DaemonSet", &d.meta);
 
     // The pods this DaemonSet controls, adopting matching orphans.
-    let ns_pods: Vec<Arc<Pod>> = state
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .collect();
+    let ns_pods: Vec<Arc<Pod>> = state.pods.in_namespace(&namespace);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let claimed = claim(&uid, &selector, &ns_pods);
     let mut owned: Vec<Arc<Pod>> = claimed.owned.into_iter().cloned().collect();
@@ -1252,12 +1250,7 @@ async fn construct_history(
     let client = state.ctx.client.clone();
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
     let uid = d.meta.uid.clone().unwrap_or_default();
-    let candidates: Vec<Arc<ControllerRevision>> = state
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
-        .collect();
+    let candidates: Vec<Arc<ControllerRevision>> = state.revisions.in_namespace(namespace);
     let claimed = claim(&uid, selector, &candidates);
     let owner = pods::controller_ref("apps/v1", "DaemonSet", &d.meta);
     let mut history: Vec<ControllerRevision> =

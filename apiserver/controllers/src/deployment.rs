@@ -19,12 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -435,8 +434,10 @@ fn condition(
 
 pub struct DeploymentContext {
     pub ctx: ControllerContext,
-    pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
+    /// The ReplicaSets by namespace (what a Deployment may own or adopt).
+    pub replica_sets: Indexes<ReplicaSet>,
+    /// The pods by controller (whether an old ReplicaSet still runs pods).
+    pub pods: Indexes<Pod>,
     pub recorder: EventRecorder,
 }
 
@@ -449,8 +450,8 @@ pub fn run(
     let recorder = ctx.recorder("deployment-controller");
     let state = Arc::new(DeploymentContext {
         ctx,
-        replica_sets: replica_sets.store(),
-        pods: pods.store(),
+        replica_sets: replica_sets.indexes(),
+        pods: pods.indexes(),
         recorder,
     });
     let controller = Controller::for_shared_stream(deployments.subscribe(), deployments.store())
@@ -493,10 +494,8 @@ async fn reconcile(
     // The ReplicaSets this Deployment controls (adopting matching orphans).
     let selector = pods::controller_selector(&spec.selector);
     let mut owned: Vec<ReplicaSet> = Vec::new();
-    for rs in state.replica_sets.state() {
-        if rs.namespace().as_deref() != Some(namespace.as_str())
-            || rs.metadata.deletion_timestamp.is_some()
-        {
+    for rs in state.replica_sets.in_namespace(&namespace) {
+        if rs.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let labels = rs.labels().clone();
@@ -619,14 +618,16 @@ async fn reconcile(
         {
             rolling_step(&d, new_rs, &old)
         } else if let Some(new_rs) = &new_rs {
-            let old_uids: Vec<String> = old.iter().filter_map(|rs| rs.uid()).collect();
-            let old_pods_running = state.pods.state().iter().any(|p| {
-                pods::controller_of(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))
-                    && !matches!(
+            let old_pods_running = old
+                .iter()
+                .filter_map(|rs| rs.uid())
+                .flat_map(|uid| state.pods.controlled_by(&uid))
+                .any(|p| {
+                    !matches!(
                         p.status.as_ref().and_then(|s| s.phase.as_deref()),
                         Some("Succeeded" | "Failed")
                     )
-            });
+                });
             recreate_step(&d, new_rs, &old, old_pods_running)
         } else {
             Scaling::new()

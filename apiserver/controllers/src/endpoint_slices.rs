@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::warn;
 
 use crate::endpoints::{self, Backend, PodMemberships, ResolvedPort};
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -174,9 +174,12 @@ pub fn assign(
 
 struct SliceContext {
     ctx: ControllerContext,
-    pods: Store<Pod>,
+    /// The pods by namespace (a Service selects within its own).
+    pods: Indexes<Pod>,
+    /// Every node, for the zones of the endpoints.
     nodes: Store<Node>,
-    slices: Store<EndpointSlice>,
+    /// The slices by controller (a Service's own).
+    slices: Indexes<EndpointSlice>,
     memberships: Arc<PodMemberships>,
 }
 
@@ -190,15 +193,15 @@ pub fn run(
     let memberships = Arc::new(PodMemberships::default());
     let state = Arc::new(SliceContext {
         ctx,
-        pods: pods.store(),
+        pods: pods.indexes(),
         nodes: nodes.store(),
-        slices: slices.store(),
+        slices: slices.indexes(),
         memberships: memberships.clone(),
     });
-    let service_store = services.store();
+    let service_index = services.indexes();
     let controller = Controller::for_shared_stream(services.subscribe(), services.store())
         .watches_shared_stream(pods.subscribe(), move |pod: Arc<Pod>| {
-            endpoints::services_for_pod(&pod, &service_store, &memberships)
+            endpoints::services_for_pod(&pod, &service_index, &memberships)
         })
         .watches_shared_stream(slices.subscribe(), |slice: Arc<EndpointSlice>| {
             let service = slice.labels().get(SERVICE_NAME_LABEL)?;
@@ -231,7 +234,7 @@ async fn reconcile(
     let uid = service.uid().unwrap_or_default();
     let backends = endpoints::backends(
         &service,
-        &state.pods.state(),
+        &state.pods.in_namespace(&namespace),
         &endpoints::zones_of(&state.nodes),
     );
     state.memberships.record(&namespace, &name, &backends);
@@ -240,12 +243,9 @@ async fn reconcile(
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let existing: Vec<Arc<EndpointSlice>> = state
         .slices
-        .state()
+        .controlled_by(&uid)
         .into_iter()
-        .filter(|s| {
-            s.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && pods::controller_of(&s.metadata).is_some_and(|r| r.uid == uid)
-        })
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
         .collect();
     let plan = assign(desired_slices(&service, &backends), &existing, |s| {
         s.labels() == &labels

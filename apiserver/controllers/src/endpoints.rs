@@ -26,7 +26,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::warn;
 
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -289,16 +289,15 @@ impl PodMemberships {
 /// The Services a changed pod may concern: those selecting it now and those that listed it.
 pub fn services_for_pod(
     pod: &Pod,
-    services: &Store<Service>,
+    services: &Indexes<Service>,
     memberships: &PodMemberships,
 ) -> Vec<ObjectRef<Service>> {
     let namespace = pod.namespace().unwrap_or_default();
     let empty = BTreeMap::new();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
     let mut names: HashSet<String> = services
-        .state()
+        .in_namespace(&namespace)
         .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
         .filter(|s| pods::selects(service_selector(s).as_ref(), labels))
         .map(|s| s.name_any())
         .collect();
@@ -323,7 +322,8 @@ pub fn zones_of(nodes: &Store<k8s_openapi::api::core::v1::Node>) -> HashMap<Stri
 
 struct EndpointsContext {
     ctx: ControllerContext,
-    pods: Store<Pod>,
+    /// The pods by namespace (a Service selects within its own).
+    pods: Indexes<Pod>,
     endpoints: Store<Endpoints>,
     memberships: Arc<PodMemberships>,
 }
@@ -337,14 +337,14 @@ pub fn run(
     let memberships = Arc::new(PodMemberships::default());
     let state = Arc::new(EndpointsContext {
         ctx: ctx.clone(),
-        pods: pods.store(),
+        pods: pods.indexes(),
         endpoints: endpoints.store(),
         memberships: memberships.clone(),
     });
-    let service_store = services.store();
+    let service_index = services.indexes();
     let controller = Controller::for_shared_stream(services.subscribe(), services.store())
         .watches_shared_stream(pods.subscribe(), move |pod: Arc<Pod>| {
-            services_for_pod(&pod, &service_store, &memberships)
+            services_for_pod(&pod, &service_index, &memberships)
         })
         .watches_shared_stream(endpoints.subscribe(), |ep: Arc<Endpoints>| {
             Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
@@ -372,7 +372,7 @@ async fn reconcile(
     }
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
-    let pods = state.pods.state();
+    let pods = state.pods.in_namespace(&namespace);
     let backends = backends(&service, &pods, &HashMap::new());
     state.memberships.record(&namespace, &name, &backends);
     let (subsets, truncated) = subsets(&service, &backends);

@@ -37,12 +37,15 @@ const SUBSCRIBER_BUFFER: usize = 1024;
 /// informer's store.
 pub struct Indexes<K> {
     inner: Arc<RwLock<IndexMaps<K>>>,
+    /// Turns true once the indexes hold the first complete list.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Clone for Indexes<K> {
     fn clone(&self) -> Self {
         Indexes {
             inner: self.inner.clone(),
+            ready: self.ready.clone(),
         }
     }
 }
@@ -111,7 +114,16 @@ impl<K: Resource> Indexes<K> {
                 by_namespace: HashMap::new(),
                 by_owner: HashMap::new(),
             })),
+            ready: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Waits until the indexes hold the first complete list (they are rebuilt just after the
+    /// store takes it, so a store being ready does not yet mean its indexes are).
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexMaps<K>> {
@@ -149,6 +161,8 @@ impl<K: Resource> Indexes<K> {
         for obj in objects {
             maps.insert(obj.clone());
         }
+        drop(maps);
+        self.ready.send_replace(true);
     }
 }
 

@@ -40,7 +40,7 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::events::{EventRecorder, EventType};
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -1195,6 +1195,8 @@ impl Expectations {
 pub struct JobContext {
     pub ctx: ControllerContext,
     pub pods: Store<Pod>,
+    /// The pods by namespace (what a Job may own or adopt).
+    pub pods_by_namespace: informers::Indexes<Pod>,
     pub jobs: Store<Job>,
     pub expectations: Expectations,
     /// Pod failure backoff per Job (`namespace/name`), kept in memory as upstream does.
@@ -1213,6 +1215,7 @@ pub fn run(
     let state = Arc::new(JobContext {
         ctx,
         pods: pods.store(),
+        pods_by_namespace: pods.indexes(),
         jobs: jobs.store(),
         expectations: Expectations::default(),
         backoff: Mutex::new(HashMap::new()),
@@ -1229,6 +1232,7 @@ pub fn run(
         {
             return;
         }
+        state.pods_by_namespace.wait_until_ready().await;
         let jobs = job_controller
             .run(reconcile, error_policy, state.clone())
             .for_each(|_| futures::future::ready(()));
@@ -1314,12 +1318,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
     let client = state.ctx.client.clone();
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let job_api: Api<Job> = Api::namespaced(client.clone(), &namespace);
-    let in_namespace: Vec<Arc<Pod>> = state
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .collect();
+    let in_namespace: Vec<Arc<Pod>> = state.pods_by_namespace.in_namespace(&namespace);
 
     if is_finished(&job) {
         state.expectations.forget(&key);

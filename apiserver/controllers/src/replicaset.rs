@@ -18,13 +18,12 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
 use crate::expectations::Expectations;
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -265,7 +264,8 @@ pub fn plan(target: &ReplicaTarget, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
 /// The state shared by reconciles of one kind.
 pub struct ReplicaContext {
     pub ctx: ControllerContext,
-    pub pods: Store<Pod>,
+    /// The pods by namespace (what a reconcile may own or adopt).
+    pub pods: Indexes<Pod>,
     pub expectations: Expectations,
     pub recorder: EventRecorder,
 }
@@ -283,7 +283,7 @@ pub fn run<K: Replicated>(
     });
     let state = Arc::new(ReplicaContext {
         ctx,
-        pods: pods.store(),
+        pods: pods.indexes(),
         expectations: Expectations::default(),
         recorder,
     });
@@ -317,12 +317,7 @@ async fn reconcile<K: Replicated>(
     let key = target.meta.uid.clone().unwrap_or_default();
     let client = state.ctx.client.clone();
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let in_namespace: Vec<Arc<Pod>> = state
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .collect();
+    let in_namespace: Vec<Arc<Pod>> = state.pods.in_namespace(&namespace);
     let settled = state.expectations.satisfied(&key, &in_namespace);
     let now = Timestamp::now();
     let plan = plan(&target, &in_namespace, now);

@@ -24,7 +24,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -32,7 +31,7 @@ use tracing::warn;
 use crate::deployment::template_hash;
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
-use crate::informers::Informer;
+use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
 
@@ -855,8 +854,10 @@ pub fn claim<'a, K: Resource + 'a>(
 /// The state shared by reconciles.
 struct SetContext {
     ctx: ControllerContext,
-    pods: Store<Pod>,
-    revisions: Store<ControllerRevision>,
+    /// The pods by namespace (what a set may own or adopt).
+    pods: Indexes<Pod>,
+    /// The ControllerRevisions by namespace (what a set may own or adopt).
+    revisions: Indexes<ControllerRevision>,
     expectations: Expectations,
     recorder: EventRecorder,
 }
@@ -871,8 +872,8 @@ pub fn run(
     let recorder = ctx.recorder("statefulset-controller");
     let state = Arc::new(SetContext {
         ctx,
-        pods: pods.store(),
-        revisions: revisions.store(),
+        pods: pods.indexes(),
+        revisions: revisions.indexes(),
         expectations: Expectations::default(),
         recorder,
     });
@@ -893,18 +894,6 @@ fn error_policy(_set: Arc<StatefulSet>, err: &ReconcileError, _state: Arc<SetCon
     Action::requeue(Duration::from_secs(2))
 }
 
-fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
-where
-    K: Resource + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .state()
-        .into_iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .collect()
-}
-
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
@@ -921,7 +910,7 @@ async fn reconcile(
         .uid()
         .unwrap_or_else(|| format!("{namespace}/{}", set.name()));
     let client = state.ctx.client.clone();
-    let pods_here = in_namespace(&state.pods, &namespace);
+    let pods_here = state.pods.in_namespace(&namespace);
     if !state.expectations.satisfied(&key, &pods_here) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -949,7 +938,7 @@ async fn reconcile(
         }
     }
 
-    let revisions_here = in_namespace(&state.revisions, &namespace);
+    let revisions_here = state.revisions.in_namespace(&namespace);
     let revision_claim = claim(&set, revisions_here.iter().map(AsRef::as_ref), |_| true);
     let adoptions = revision_claim.adopt.iter().map(|r| (*r, true));
     for (revision, adopt) in adoptions.chain(revision_claim.release.iter().map(|r| (*r, false))) {
