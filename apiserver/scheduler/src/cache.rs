@@ -83,6 +83,18 @@ pub struct ClusterCache {
     /// How many charged pods carry pod affinity or anti-affinity terms (when none does, a
     /// pod without its own terms needs no inter-pod affinity check).
     with_pod_affinity: usize,
+    /// Pending pods nominated to a node by preemption, by node name.
+    nominated: HashMap<String, Vec<Arc<Pod>>>,
+    /// uid → the node it is nominated to.
+    nominated_to: HashMap<String, String>,
+}
+
+/// The node a pending pod was nominated to, if any.
+fn nominated_node(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
 }
 
 /// Whether a pod has pod affinity or anti-affinity terms.
@@ -181,11 +193,38 @@ impl ClusterCache {
         self.charged.insert(uid, node.to_owned());
     }
 
+    /// Pending pods nominated to `node` (preemptors waiting for their victims to go).
+    pub fn nominated_on(&self, node: &str) -> &[Arc<Pod>] {
+        self.nominated.get(node).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    fn unnominate(&mut self, uid: &str) {
+        if let Some(node) = self.nominated_to.remove(uid)
+            && let Some(list) = self.nominated.get_mut(&node)
+        {
+            list.retain(|p| p.metadata.uid.as_deref() != Some(uid));
+            if list.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
     /// Records a pod as it now is; true if it left a node (room or a spread changed).
     pub fn apply_pod(&mut self, pod: Arc<Pod>) -> bool {
         let Some(uid) = pod.metadata.uid.clone() else {
             return false;
         };
+        self.unnominate(&uid);
+        if bound_node(&pod).is_none()
+            && pod.metadata.deletion_timestamp.is_none()
+            && let Some(node) = nominated_node(&pod)
+        {
+            self.nominated_to.insert(uid.clone(), node.to_owned());
+            self.nominated
+                .entry(node.to_owned())
+                .or_default()
+                .push(pod.clone());
+        }
         let was = self.discharge(&uid);
         match bound_node(&pod).map(str::to_owned) {
             Some(node) => {
@@ -198,10 +237,11 @@ impl ClusterCache {
 
     /// Forgets a deleted pod; true if it held a node.
     pub fn delete_pod(&mut self, pod: &Pod) -> bool {
-        pod.metadata
-            .uid
-            .as_deref()
-            .is_some_and(|uid| self.discharge(uid))
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return false;
+        };
+        self.unnominate(uid);
+        self.discharge(uid)
     }
 
     /// Charges a pod to `node` as soon as it is bound, before the watch shows it, so the
@@ -212,6 +252,7 @@ impl ClusterCache {
         };
         let mut bound = pod.clone();
         bound.spec.get_or_insert_default().node_name = Some(node.to_owned());
+        self.unnominate(&uid);
         self.discharge(&uid);
         self.charge(uid, node, Arc::new(bound));
     }
@@ -232,6 +273,8 @@ impl ClusterCache {
         self.waiting.clear();
         self.charged.clear();
         self.with_pod_affinity = 0;
+        self.nominated.clear();
+        self.nominated_to.clear();
     }
 }
 
@@ -302,6 +345,24 @@ mod tests {
         assert!(cache.node("late").is_none());
         cache.apply_node(Arc::new(node("late", "4", "8Gi", "110")));
         assert_eq!(cache.node("late").unwrap().usage.pods, 1);
+    }
+
+    #[test]
+    fn nominated_pods_are_listed_on_their_node_until_bound_or_gone() {
+        let mut cache = ClusterCache::default();
+        cache.apply_node(Arc::new(node("a", "4", "8Gi", "110")));
+        let mut waiting = (*named(pod("3"), "p", None)).clone();
+        waiting.status.get_or_insert_default().nominated_node_name = Some("a".into());
+        cache.apply_pod(Arc::new(waiting.clone()));
+        assert_eq!(cache.nominated_on("a").len(), 1);
+        // Nominated pods take no room until bound.
+        assert_eq!(cache.node("a").unwrap().usage.pods, 0);
+        cache.assume(&waiting, "a");
+        assert!(cache.nominated_on("a").is_empty());
+        cache.apply_pod(Arc::new(waiting.clone()));
+        assert_eq!(cache.nominated_on("a").len(), 1);
+        cache.delete_pod(&waiting);
+        assert!(cache.nominated_on("a").is_empty());
     }
 
     #[test]

@@ -79,6 +79,34 @@ pub struct ClusterView<'a> {
     pub images: &'a ImageSpread,
     /// Whether any bound pod has pod affinity or anti-affinity terms.
     pub pod_affinity_in_use: bool,
+    /// Pending pods nominated to each node by an earlier preemption.
+    pub nominated: &'a dyn Fn(&str) -> Vec<Arc<Pod>>,
+}
+
+/// Whether `pod` fits `info`, holding the room of pods nominated there that outrank (or
+/// equal) it: upstream runs the filters both with those pods added and without them, and
+/// the pod must pass both.
+fn fits_with_nominated(
+    checks: &PodChecks,
+    pod: &Pod,
+    info: &NodeInfo,
+    view: &ClusterView<'_>,
+) -> Result<(), Vec<String>> {
+    let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+    let holding: Vec<Arc<Pod>> = (view.nominated)(&info.name())
+        .into_iter()
+        .filter(|p| p.metadata.uid != pod.metadata.uid)
+        .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) >= priority)
+        .collect();
+    if holding.is_empty() {
+        return checks.feasible(pod, info);
+    }
+    let mut with = info.clone();
+    for p in holding {
+        with.add_pod(p);
+    }
+    checks.feasible(pod, &with)?;
+    checks.feasible(pod, info)
 }
 
 /// The per-pod state of the filters that look across nodes, computed once per pod.
@@ -172,7 +200,7 @@ pub fn place(
         }
         let info = &nodes[(*start + i) % total];
         looked += 1;
-        match checks.feasible(pod, info) {
+        match fits_with_nominated(&checks, pod, info, view) {
             Ok(()) => feasible.push(info),
             Err(why) => {
                 for reason in why {
@@ -355,10 +383,13 @@ impl Scheduler {
         let images = self
             .images
             .get_or_insert_with(|| ImageSpread::from_nodes(self.cache.nodes()));
+        let cache = &self.cache;
+        let nominated = |node: &str| cache.nominated_on(node).to_vec();
         let view = ClusterView {
             namespace_labels: &namespace_labels,
             images,
-            pod_affinity_in_use: self.cache.pod_affinity_in_use(),
+            pod_affinity_in_use: cache.pod_affinity_in_use(),
+            nominated: &nominated,
         };
         match place(&pod, self.cache.nodes(), &view, &mut self.next_start) {
             Placement::Node(node) => {
@@ -649,7 +680,52 @@ mod tests {
             namespace_labels: &NO_LABELS,
             images: &NO_IMAGES,
             pod_affinity_in_use: false,
+            nominated: &|_| Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_nominated_preemptor_holds_its_room_against_lower_priority_pods() {
+        let mut cache = ClusterCache::default();
+        cache.apply_node(Arc::new(node("a", "4", "16Gi", "110")));
+        let with_priority = |cpu: &str, priority: i32, uid: &str| {
+            let mut p = pod(cpu);
+            p.metadata.uid = Some(uid.into());
+            p.spec.get_or_insert_default().priority = Some(priority);
+            p
+        };
+        let preemptor = Arc::new(with_priority("3", 10, "preemptor"));
+        let nominated = |node: &str| {
+            if node == "a" {
+                vec![preemptor.clone()]
+            } else {
+                Vec::new()
+            }
+        };
+        let labels = NamespaceLabels::new();
+        let images = ImageSpread::from_nodes(&[]);
+        let view = ClusterView {
+            namespace_labels: &labels,
+            images: &images,
+            pod_affinity_in_use: false,
+            nominated: &nominated,
+        };
+        let mut start = 0;
+        let low = with_priority("2", 0, "low");
+        assert_eq!(
+            place(&low, cache.nodes(), &view, &mut start),
+            Placement::Unschedulable("0/1 nodes are available: 1 Insufficient cpu.".into())
+        );
+        let high = with_priority("2", 20, "high");
+        assert_eq!(
+            place(&high, cache.nodes(), &view, &mut start),
+            Placement::Node("a".into())
+        );
+        // The preemptor itself is not held back by its own nomination.
+        assert_eq!(
+            place(&preemptor, cache.nodes(), &view, &mut start),
+            Placement::Node("a".into())
+        );
     }
 
     #[test]
