@@ -195,7 +195,10 @@ impl ClusterCache {
 
     /// Pending pods nominated to `node` (preemptors waiting for their victims to go).
     pub fn nominated_on(&self, node: &str) -> &[Arc<Pod>] {
-        self.nominated.get(node).map(Vec::as_slice).unwrap_or_default()
+        self.nominated
+            .get(node)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     fn unnominate(&mut self, uid: &str) {

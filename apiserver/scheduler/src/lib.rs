@@ -12,6 +12,7 @@
 //! `filters` decide feasibility with upstream's reasons; `scores` rank feasible nodes.
 
 pub mod cache;
+pub mod default_spread;
 pub mod filters;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -28,7 +29,10 @@ use std::time::{Duration, Instant};
 use controllers::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -81,6 +85,8 @@ pub struct ClusterView<'a> {
     pub pod_affinity_in_use: bool,
     /// Pending pods nominated to each node by an earlier preemption.
     pub nominated: &'a dyn Fn(&str) -> Vec<Arc<Pod>>,
+    /// The Services and controllers that define a pod's peers for default spreading.
+    pub peers: Option<default_spread::Peers<'a>>,
 }
 
 /// Whether `pod` fits `info`, holding the room of pods nominated there that outrank (or
@@ -121,9 +127,25 @@ impl PodChecks {
         let spreads = spec
             .and_then(|s| s.topology_spread_constraints.as_ref())
             .is_some_and(|c| !c.is_empty());
+        let defaults = view
+            .peers
+            .as_ref()
+            .and_then(|peers| default_spread::default_constraints(pod, peers, nodes));
+        let spread = match defaults {
+            _ if spreads => Some(topology_spread::prepare(pod, nodes)),
+            Some(constraints) => {
+                let mut defaulted = pod.clone();
+                defaulted
+                    .spec
+                    .get_or_insert_default()
+                    .topology_spread_constraints = Some(constraints);
+                Some(topology_spread::prepare(&defaulted, nodes))
+            }
+            None => None,
+        };
         let affinity = view.pod_affinity_in_use || cache::has_pod_affinity(pod);
         PodChecks {
-            spread: spreads.then(|| topology_spread::prepare(pod, nodes)),
+            spread,
             affinity: affinity
                 .then(|| inter_pod_affinity::prepare(pod, nodes, view.namespace_labels)),
         }
@@ -267,6 +289,10 @@ struct Scheduler {
     nodes_listed: bool,
     namespaces: Store<Namespace>,
     budgets: Store<PodDisruptionBudget>,
+    services: Store<Service>,
+    controllers: Store<ReplicationController>,
+    replica_sets: Store<ReplicaSet>,
+    stateful_sets: Store<StatefulSet>,
     /// How many nodes hold each image; rebuilt after node changes.
     images: Option<ImageSpread>,
 }
@@ -385,11 +411,23 @@ impl Scheduler {
             .get_or_insert_with(|| ImageSpread::from_nodes(self.cache.nodes()));
         let cache = &self.cache;
         let nominated = |node: &str| cache.nominated_on(node).to_vec();
+        let (services, controllers, replica_sets, stateful_sets) = (
+            self.services.state(),
+            self.controllers.state(),
+            self.replica_sets.state(),
+            self.stateful_sets.state(),
+        );
         let view = ClusterView {
             namespace_labels: &namespace_labels,
             images,
             pod_affinity_in_use: cache.pod_affinity_in_use(),
             nominated: &nominated,
+            peers: Some(default_spread::Peers {
+                services: &services,
+                controllers: &controllers,
+                replica_sets: &replica_sets,
+                stateful_sets: &stateful_sets,
+            }),
         };
         match place(&pod, self.cache.nodes(), &view, &mut self.next_start) {
             Placement::Node(node) => {
@@ -591,6 +629,26 @@ impl Scheduler {
     }
 }
 
+/// A store of every `K`, and the watch that fills it.
+fn reflected<K>(client: &kube::Client) -> (Store<K>, impl std::future::Future<Output = ()> + use<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::Scope: Send,
+{
+    let (store, writer) = reflector::store();
+    let watch = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(()));
+    (store, watch)
+}
+
 /// Runs the scheduler until its watches end.
 pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
     let mut pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
@@ -615,7 +673,15 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
     .default_backoff()
     .reflect(budget_writer)
     .for_each(|_| futures::future::ready(()));
-    let mut side_watches = Box::pin(futures::future::join(namespace_watch, budget_watch));
+    let (services, service_watch) = reflected::<Service>(&client);
+    let (controllers, controller_watch) = reflected::<ReplicationController>(&client);
+    let (replica_sets, replica_set_watch) = reflected::<ReplicaSet>(&client);
+    let (stateful_sets, stateful_set_watch) = reflected::<StatefulSet>(&client);
+    let mut side_watches = Box::pin(futures::future::join3(
+        futures::future::join(namespace_watch, budget_watch),
+        futures::future::join(service_watch, controller_watch),
+        futures::future::join(replica_set_watch, stateful_set_watch),
+    ));
     let recorder = EventRecorder::new(client.clone(), NAME, &identity);
     let mut scheduler = Scheduler {
         client,
@@ -630,6 +696,10 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
         nodes_listed: false,
         namespaces,
         budgets,
+        services,
+        controllers,
+        replica_sets,
+        stateful_sets,
         images: None,
     };
     loop {
@@ -656,7 +726,7 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
                 Some(Err(_)) => {}
                 None => anyhow::bail!("node watch ended"),
             },
-            _ = &mut side_watches => anyhow::bail!("namespace or disruption budget watch ended"),
+            _ = &mut side_watches => anyhow::bail!("a namespace, budget, service or controller watch ended"),
             _ = tokio::time::sleep(pause) => {
                 if listed {
                     scheduler.schedule_one().await;
@@ -681,6 +751,7 @@ mod tests {
             images: &NO_IMAGES,
             pod_affinity_in_use: false,
             nominated: &|_| Vec::new(),
+            peers: None,
         }
     }
 
@@ -709,6 +780,7 @@ mod tests {
             images: &images,
             pod_affinity_in_use: false,
             nominated: &nominated,
+            peers: None,
         };
         let mut start = 0;
         let low = with_priority("2", 0, "low");
