@@ -6,8 +6,10 @@
 //! (maxUnavailable, maxSurge) or OnDelete; status carries the counts `kubectl get ds` and
 //! `kubectl rollout status` read.
 //!
-//! The decisions (`node_fit`, `manage`, `rolling_update`, `count`, the history helpers) are
-//! pure; `reconcile` carries them out through the API. Creations and deletions in flight are
+//! The decisions (`node_fit`, `manage`, `rolling_update`, `count`, `surplus_history`) are
+//! pure; `reconcile` carries them out through the API. The revisions themselves (data,
+//! numbering, collisions) are `history`'s, shared with the StatefulSet controller; what is
+//! the DaemonSet's own is folding duplicate revisions and moving their pods' hash labels. Creations and deletions in flight are
 //! remembered (`Expectations`) so a reconcile that runs before the pod watch has caught up
 //! does not create or delete twice; failed daemon pods are replaced with a per-node backoff.
 
@@ -24,19 +26,18 @@ use k8s_openapi::api::core::v1::{
     ObjectReference, Pod, PodSpec, PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::labels::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::warn;
 
-use crate::deployment::template_hash;
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
+use crate::history::{self, RevisionOwner};
 use crate::informers::{Indexes, Informer};
 use crate::node_fit::{NODE_NAME_FIELD, spec_affinity_matches, untolerated_taint};
 use crate::pods;
@@ -219,6 +220,17 @@ impl Daemon {
 
     fn namespace(&self) -> &str {
         self.meta.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The DaemonSet as the owner of its template history.
+    pub fn revision_owner(&self) -> RevisionOwner<'_> {
+        RevisionOwner {
+            kind: "DaemonSet",
+            meta: &self.meta,
+            template: &self.template,
+            hash_label: HASH_LABEL,
+            collision_count: self.collision_count,
+        }
     }
 
     /// The template generation pods are labelled with: the API server's annotation, or the
@@ -690,103 +702,23 @@ pub fn count(
     (c, after)
 }
 
-/// Go's JSON for a pod template, as kubectl and upstream controllers serialize one: the
-/// template's `metadata` always present with `creationTimestamp: null`, every container with
-/// `resources` (Go cannot omit empty structs). Revision data must look like kubectl's own
-/// rendering for `kubectl rollout undo` to see a match.
-fn go_template_json(template: &PodTemplateSpec) -> Value {
-    let mut value = serde_json::to_value(template).unwrap_or_else(|_| json!({}));
-    let Some(obj) = value.as_object_mut() else {
-        return json!({});
-    };
-    let meta = obj.entry("metadata").or_insert_with(|| json!({}));
-    if let Some(meta) = meta.as_object_mut() {
-        meta.entry("creationTimestamp").or_insert(Value::Null);
-    }
-    let spec = obj.entry("spec").or_insert_with(|| json!({}));
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        let containers = spec
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten();
-        for container in containers.filter_map(Value::as_object_mut) {
-            container.entry("resources").or_insert_with(|| json!({}));
-        }
-    }
-    value
-}
-
-/// A revision's `data`: the strategic merge patch that puts `template` back on the
-/// DaemonSet, `{"spec":{"template":{..., "$patch":"replace"}}}`.
-pub fn revision_data(template: &PodTemplateSpec) -> Value {
-    let mut template = go_template_json(template);
-    if let Some(obj) = template.as_object_mut() {
-        obj.insert("$patch".into(), json!("replace"));
-    }
-    json!({"spec": {"template": template}})
-}
-
-/// Whether a revision holds `template`.
-pub fn revision_matches(template: &PodTemplateSpec, revision: &ControllerRevision) -> bool {
-    revision
-        .data
-        .as_ref()
-        .is_some_and(|data| data.0 == revision_data(template))
-}
-
-/// The revision recording the DaemonSet's current template, named `<daemonset>-<hash>`.
-pub fn new_revision(d: &Daemon, hash: &str, number: i64) -> ControllerRevision {
-    let mut labels = d
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(HASH_LABEL.into(), hash.into());
-    ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-{hash}", d.name())),
-            namespace: d.meta.namespace.clone(),
-            labels: Some(labels),
-            annotations: d.meta.annotations.clone(),
-            owner_references: Some(vec![pods::controller_ref("apps/v1", "DaemonSet", &d.meta)]),
-            ..ObjectMeta::default()
-        },
-        data: Some(RawExtension(revision_data(&d.template))),
-        revision: number,
-    }
-}
-
 fn revision_hash(r: &ControllerRevision) -> Option<&str> {
-    r.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(HASH_LABEL))
-        .map(String::as_str)
+    history::revision_hash(r, HASH_LABEL)
 }
 
-/// Old revisions to delete: beyond `limit`, the lowest-numbered ones no pod uses.
+/// Old revisions to delete: beyond `limit` old ones (in use or not, as upstream counts
+/// them), the lowest-numbered ones no pod uses.
 pub fn surplus_history(
     old: &[ControllerRevision],
     limit: i32,
     live_hashes: &HashSet<&str>,
 ) -> Vec<String> {
-    let mut excess = old.len().saturating_sub(limit.max(0) as usize);
-    let mut by_number: Vec<&ControllerRevision> = old.iter().collect();
-    by_number.sort_by_key(|r| r.revision);
-    let mut doomed = Vec::new();
-    for r in by_number {
-        if excess == 0 {
-            break;
-        }
-        if revision_hash(r).is_some_and(|h| live_hashes.contains(h)) {
-            continue;
-        }
-        doomed.push(r.name_any());
-        excess -= 1;
-    }
-    doomed
+    let mut sorted = old.to_vec();
+    history::sort_revisions(&mut sorted);
+    let counted: Vec<&ControllerRevision> = sorted.iter().collect();
+    history::history_to_delete(&counted, limit, |r| {
+        revision_hash(r).is_some_and(|h| live_hashes.contains(h))
+    })
 }
 
 /// What a claim over a controller's candidates finds.
@@ -1032,7 +964,7 @@ async fn reconcile(
         }
     }
 
-    let (current, old) = construct_history(&state, &d, &selector, &owned).await?;
+    let (current, old, collision_count) = construct_history(&state, &d, &selector, &owned).await?;
     let hash = revision_hash(&current).unwrap_or("").to_owned();
     let nodes = state.nodes.state();
     let now = Timestamp::now();
@@ -1040,7 +972,7 @@ async fn reconcile(
     let by_node = pods_by_node(owned.iter().map(AsRef::as_ref));
     if !state.expectations.satisfied(&key, &ns_pods) {
         let (counts, _) = count(&d, &nodes, &by_node, &hash, now);
-        write_status(&client, &d, &counts, false).await?;
+        write_status(&client, &d, &counts, false, collision_count).await?;
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
@@ -1103,7 +1035,7 @@ async fn reconcile(
     }
 
     let (counts, available_in) = count(&d, &nodes, &by_node, &hash, now);
-    write_status(&client, &d, &counts, true).await?;
+    write_status(&client, &d, &counts, true, collision_count).await?;
     if let Some(e) = failure {
         return Err(e.into());
     }
@@ -1239,13 +1171,14 @@ async fn sync_nodes(
 }
 
 /// The DaemonSet's revisions: the one holding its current template (made, or renumbered to
-/// the newest, as needed; duplicates folded into it) and the old ones.
+/// the newest, as needed; duplicates folded into it), the old ones, and the collision count
+/// its name took.
 async fn construct_history(
     state: &DaemonContext,
     d: &Daemon,
     selector: &Selector,
     owned_pods: &[Arc<Pod>],
-) -> Result<(ControllerRevision, Vec<ControllerRevision>), ReconcileError> {
+) -> Result<(ControllerRevision, Vec<ControllerRevision>, Option<i32>), ReconcileError> {
     let namespace = d.namespace();
     let client = state.ctx.client.clone();
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
@@ -1253,7 +1186,7 @@ async fn construct_history(
     let candidates: Vec<Arc<ControllerRevision>> = state.revisions.in_namespace(namespace);
     let claimed = claim(&uid, selector, &candidates);
     let owner = pods::controller_ref("apps/v1", "DaemonSet", &d.meta);
-    let mut history: Vec<ControllerRevision> =
+    let mut revisions: Vec<ControllerRevision> =
         claimed.owned.iter().map(|r| (***r).clone()).collect();
     for (r, adopt) in claimed
         .adopt
@@ -1270,14 +1203,14 @@ async fn construct_history(
             )
             .await
         {
-            Ok(r) if adopt => history.push(r),
+            Ok(r) if adopt => revisions.push(r),
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
     // Revisions without the hash label get their name as the hash.
-    for r in history.iter_mut().filter(|r| revision_hash(r).is_none()) {
+    for r in revisions.iter_mut().filter(|r| revision_hash(r).is_none()) {
         let patch = json!({"metadata": {"labels": {HASH_LABEL: r.name_any()}}});
         *r = api
             .patch(
@@ -1287,19 +1220,20 @@ async fn construct_history(
             )
             .await?;
     }
-    let (mut current, old): (Vec<ControllerRevision>, Vec<ControllerRevision>) = history
-        .into_iter()
-        .partition(|r| revision_matches(&d.template, r));
-    let next = old.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
-    // Among duplicates the highest-numbered stays; the pods of the others move to it.
-    current.sort_by_key(|r| r.revision);
-    let Some(mut keep) = current.pop() else {
-        let created = snapshot(state, d, next).await?;
-        return Ok((created, old));
-    };
+    history::sort_revisions(&mut revisions);
+    let settled = history::settle_update_revision(&api, &d.revision_owner(), &revisions).await?;
+    let keep = settled.revision;
     let keep_hash = revision_hash(&keep).unwrap_or("").to_owned();
+    // Other revisions of the current template are duplicates: their pods move to the one
+    // kept and they go.
+    let (duplicates, old): (Vec<ControllerRevision>, Vec<ControllerRevision>) = revisions
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != settled.index)
+        .map(|(_, r)| r)
+        .partition(|r| history::revision_matches(&d.template, r));
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for dup in &current {
+    for dup in &duplicates {
         let Some(dup_hash) = revision_hash(dup) else {
             continue;
         };
@@ -1324,70 +1258,21 @@ async fn construct_history(
             Err(e) => return Err(e.into()),
         }
     }
-    if keep.revision < next {
-        let patch = json!({"revision": next});
-        keep = api
-            .patch(
-                &keep.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-    }
-    Ok((keep, old))
+    Ok((keep, old, settled.collision_count))
 }
 
-/// Creates the revision for the current template. A revision of that name holding another
-/// template is a hash collision: the DaemonSet's collisionCount goes up and the next
-/// reconcile hashes again.
-async fn snapshot(
-    state: &DaemonContext,
-    d: &Daemon,
-    number: i64,
-) -> Result<ControllerRevision, ReconcileError> {
-    let client = state.ctx.client.clone();
-    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), d.namespace());
-    let hash = template_hash(&d.template, d.collision_count);
-    let revision = new_revision(d, &hash, number);
-    match api.create(&PostParams::default(), &revision).await {
-        Ok(created) => Ok(created),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let name = revision.name_any();
-            let existing = api.get(&name).await?;
-            if revision_matches(&d.template, &existing) {
-                return Ok(existing);
-            }
-            let ds_api: Api<DaemonSet> = Api::namespaced(client, d.namespace());
-            let fresh = ds_api.get(d.name()).await?;
-            let fresh_count = fresh.status.as_ref().and_then(|s| s.collision_count);
-            if fresh_count != d.collision_count {
-                return Err(ReconcileError::Retry(format!(
-                    "stale collision count of daemon set {}; retrying",
-                    d.name()
-                )));
-            }
-            let patch = json!({"status": {"collisionCount": fresh_count.unwrap_or(0) + 1}});
-            ds_api
-                .patch_status(d.name(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            Err(ReconcileError::Retry(format!(
-                "controller revision {name} holds another template; hashing again"
-            )))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Writes the counts (and, after a full sync, observedGeneration) to status when they
-/// changed.
+/// Writes the counts (and, after a full sync, observedGeneration; after a hash collision,
+/// the new collisionCount) to status when they changed.
 async fn write_status(
     client: &kube::Client,
     d: &Daemon,
     counts: &DaemonCounts,
     observe: bool,
+    collision_count: Option<i32>,
 ) -> Result<(), ReconcileError> {
     let generation = d.meta.generation.unwrap_or(0);
-    if d.reported == *counts && d.observed_generation >= generation {
+    let collided = collision_count != d.collision_count;
+    if d.reported == *counts && d.observed_generation >= generation && !collided {
         return Ok(());
     }
     let mut status = json!({
@@ -1401,6 +1286,9 @@ async fn write_status(
     });
     if observe {
         status["observedGeneration"] = json!(generation);
+    }
+    if collided {
+        status["collisionCount"] = json!(collision_count);
     }
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), d.namespace());
     match api
@@ -1426,6 +1314,7 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::template_hash;
     use crate::pods::fixtures::{owned_by, pod, ready};
     use k8s_openapi::api::apps::v1::{
         DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
@@ -1879,16 +1768,17 @@ mod tests {
     #[test]
     fn revision_data_is_a_replace_patch_of_the_template_in_gos_shape() {
         let d = Daemon::new(&daemon_set());
-        let r = new_revision(&d, "abc", 3);
-        assert_eq!(r.metadata.name.as_deref(), Some("agent-abc"));
+        let r = history::new_revision(&d.revision_owner(), 3);
+        let hash = template_hash(&d.template, None);
+        assert_eq!(r.metadata.name, Some(format!("agent-{hash}")));
         assert_eq!(r.revision, 3);
         assert_eq!(
             r.metadata.labels,
-            Some(labels(&[("app", "agent"), (HASH_LABEL, "abc")]))
+            Some(labels(&[("app", "agent"), (HASH_LABEL, &hash)]))
         );
         assert_eq!(
-            pods::controller_of(&r.metadata).map(|o| o.uid.as_str()),
-            Some("ds-uid")
+            pods::controller_of(&r.metadata).map(|o| (o.kind.as_str(), o.uid.as_str())),
+            Some(("DaemonSet", "ds-uid"))
         );
         let data = &r.data.as_ref().unwrap().0;
         assert_eq!(
@@ -1899,10 +1789,10 @@ mod tests {
                 "spec": {"containers": [{"name": "agent", "image": "agent:1", "resources": {}}]},
             }}})
         );
-        assert!(revision_matches(&d.template, &r));
+        assert!(history::revision_matches(&d.template, &r));
         let mut changed = d.template.clone();
         changed.spec.as_mut().unwrap().containers[0].image = Some("agent:2".into());
-        assert!(!revision_matches(&changed, &r));
+        assert!(!history::revision_matches(&changed, &r));
         // The revision name follows the template hash, which the collision count changes.
         assert_ne!(
             template_hash(&d.template, None),
@@ -1910,11 +1800,21 @@ mod tests {
         );
     }
 
+    /// A revision of the DaemonSet's template named and labelled with `hash`.
+    fn revision_with_hash(d: &Daemon, hash: &str, number: i64) -> ControllerRevision {
+        let mut r = history::new_revision(&d.revision_owner(), number);
+        r.metadata.name = Some(format!("{}-{hash}", d.name()));
+        if let Some(labels) = r.metadata.labels.as_mut() {
+            labels.insert(HASH_LABEL.into(), hash.into());
+        }
+        r
+    }
+
     #[test]
     fn history_beyond_the_limit_goes_oldest_first_unless_pods_use_it() {
         let d = Daemon::new(&daemon_set());
         let old: Vec<ControllerRevision> = (1..=4)
-            .map(|n| new_revision(&d, &format!("h{n}"), n))
+            .map(|n| revision_with_hash(&d, &format!("h{n}"), n))
             .collect();
         let live: HashSet<&str> = ["h1"].into();
         assert_eq!(surplus_history(&old, 2, &live), ["agent-h2", "agent-h3"]);

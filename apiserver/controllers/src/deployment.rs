@@ -4,7 +4,8 @@
 //! Progressing conditions `kubectl rollout status` reads.
 //!
 //! The decisions (`rollout_step` and friends) are pure; `reconcile` applies them through the
-//! API. ReplicaSets are written; pods are the ReplicaSet controller's business.
+//! API. ReplicaSets are written; pods are the ReplicaSet controller's business. ReplicaSets
+//! are named by `history::template_hash`, the hash ControllerRevisions are named by too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use crate::history::template_hash;
 use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -40,30 +42,6 @@ const NOT_COPIED: [&str; 5] = [
     DESIRED_REPLICAS,
     MAX_REPLICAS,
 ];
-
-/// The name-safe alphabet upstream encodes hashes with (no vowels, no look-alikes).
-const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-/// The `pod-template-hash` of a template: FNV-1a over its canonical JSON and the collision
-/// count, spelled in the name-safe alphabet.
-pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u32::from(*b);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(&serde_json::to_vec(template).unwrap_or_default());
-    if let Some(c) = collision_count {
-        feed(&c.to_le_bytes());
-    }
-    // Each decimal digit maps into the alphabet by its character code, as upstream does.
-    hash.to_string()
-        .bytes()
-        .map(|d| SAFE_ALPHABET[d as usize % SAFE_ALPHABET.len()] as char)
-        .collect()
-}
 
 /// What of a template decides its pods (labels without the hash label, annotations,
 /// spec), for comparing a ReplicaSet's template with the Deployment's.
@@ -1114,14 +1092,5 @@ mod tests {
             std::slice::from_ref(&leftover),
         );
         assert_eq!(s, Scaling::from([("old".to_owned(), 0)]));
-    }
-
-    #[test]
-    fn template_hashes_are_stable_name_safe_and_change_with_the_template() {
-        let t = PodTemplateSpec::default();
-        let h = template_hash(&t, None);
-        assert_eq!(h, template_hash(&t, None));
-        assert!(h.bytes().all(|b| SAFE_ALPHABET.contains(&b)), "{h}");
-        assert_ne!(h, template_hash(&t, Some(1)));
     }
 }

@@ -19,6 +19,7 @@ pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod informers;
 pub mod job;
 pub mod leader_election;

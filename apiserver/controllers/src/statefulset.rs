@@ -5,9 +5,10 @@
 //! the partition, or OnDelete), keeps the template history as ControllerRevisions, and
 //! reports replica counts and revisions in status.
 //!
-//! The decisions are pure functions (`plan`, `choose_update_revision`, `history_to_delete`,
-//! `new_pod`, `claims_for`, `desired_claim_owners`); `reconcile` carries them out through the
-//! API. Pod creations and deletions in flight are remembered so a reconcile that runs before
+//! The decisions are pure functions (`plan`, `revisions_to_delete`, `new_pod`, `claims_for`,
+//! `desired_claim_owners`); `reconcile` carries them out through the API. The revisions
+//! themselves (data, numbering, collisions) are `history`'s, shared with the DaemonSet
+//! controller. Pod creations and deletions in flight are remembered so a reconcile that runs before
 //! the pod watch has caught up does not repeat them.
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,16 +22,15 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use crate::deployment::template_hash;
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
+use crate::history::{self, RevisionOwner};
 use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -43,8 +43,6 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// The ControllerRevision label holding its hash (as `pkg/controller/history` sets it).
 pub const REVISION_HASH_LABEL: &str = "controller.kubernetes.io/hash";
-/// Revision names keep at most this much of the set's name before the hash.
-const MAX_REVISION_PREFIX: usize = 223;
 
 /// The claim retention choices of `persistentVolumeClaimRetentionPolicy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,6 +154,17 @@ impl SetSpec {
 
     fn owner_ref(&self) -> OwnerReference {
         pods::controller_ref("apps/v1", "StatefulSet", &self.meta)
+    }
+
+    /// The set as the owner of its template history.
+    pub fn revision_owner(&self) -> RevisionOwner<'_> {
+        RevisionOwner {
+            kind: "StatefulSet",
+            meta: &self.meta,
+            template: &self.template,
+            hash_label: REVISION_HASH_LABEL,
+            collision_count: Some(self.reported.collision_count),
+        }
     }
 }
 
@@ -281,106 +290,15 @@ impl RevisionView {
     pub fn of(revision: &ControllerRevision) -> Option<Self> {
         Some(RevisionView {
             name: revision.metadata.name.clone()?,
-            template: template_of(revision)?,
+            template: history::template_of(revision)?,
         })
     }
 }
 
-/// A revision's `data`: the strategic merge patch that puts `template` back in a set
-/// (`{"spec":{"template":{…, "$patch":"replace"}}}`), which `kubectl rollout undo` sends and
-/// `kubectl rollout history --revision` applies.
-pub fn revision_data(template: &PodTemplateSpec) -> serde_json::Value {
-    let mut template = serde_json::to_value(template).unwrap_or_else(|_| json!({}));
-    if let Some(fields) = template.as_object_mut() {
-        fields.insert("$patch".into(), "replace".into());
-    }
-    json!({"spec": {"template": template}})
-}
-
-/// The template a revision records.
-pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut template = revision
-        .data
-        .as_ref()?
-        .0
-        .get("spec")?
-        .get("template")?
-        .clone();
-    template.as_object_mut()?.remove("$patch");
-    serde_json::from_value(template).ok()
-}
-
-/// The revision of the set's current template, numbered `revision`: named
-/// `<set>-<hash>`, labelled with the template's labels and the hash, carrying the set's
-/// annotations, owned by the set.
-pub fn new_revision(set: &SetSpec, revision: i64, collision_count: i32) -> ControllerRevision {
-    let hash = template_hash(&set.template, Some(collision_count));
-    let mut labels = set
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(REVISION_HASH_LABEL.into(), hash.clone());
-    let prefix: String = set.name().chars().take(MAX_REVISION_PREFIX).collect();
-    ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(format!("{prefix}-{hash}")),
-            namespace: Some(set.namespace().to_owned()),
-            labels: Some(labels),
-            annotations: Some(set.meta.annotations.clone().unwrap_or_default()),
-            owner_references: Some(vec![set.owner_ref()]),
-            ..ObjectMeta::default()
-        },
-        data: Some(RawExtension(revision_data(&set.template))),
-        revision,
-    }
-}
-
-/// Orders revisions oldest first: by revision number, then creation time, then name.
-pub fn sort_revisions(revisions: &mut [ControllerRevision]) {
-    revisions.sort_by(|a, b| {
-        a.revision
-            .cmp(&b.revision)
-            .then_with(|| {
-                let at =
-                    |r: &ControllerRevision| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                at(a).cmp(&at(b))
-            })
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-}
-
-/// Which revision the set's current template is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UpdateRevision {
-    /// The newest revision already records it (its index).
-    Latest(usize),
-    /// An older revision records it (a rollback): it is renumbered to `revision`.
-    Renumber { index: usize, revision: i64 },
-    /// No revision records it: this one is created.
-    Create(Box<ControllerRevision>),
-}
-
-/// Finds or makes the revision of the set's template among its revisions (sorted oldest
-/// first).
-pub fn choose_update_revision(set: &SetSpec, revisions: &[ControllerRevision]) -> UpdateRevision {
-    let next = revisions.last().map_or(1, |r| r.revision + 1);
-    let candidate = new_revision(set, next, set.reported.collision_count);
-    let last_equal = revisions.iter().rposition(|r| r.data == candidate.data);
-    match last_equal {
-        Some(i) if i + 1 == revisions.len() => UpdateRevision::Latest(i),
-        Some(index) => UpdateRevision::Renumber {
-            index,
-            revision: next,
-        },
-        None => UpdateRevision::Create(Box::new(candidate)),
-    }
-}
-
 /// The revisions (sorted oldest first) to delete so that at most `revisionHistoryLimit`
-/// revisions remain that are neither current, update, nor the revision of a pod.
-pub fn history_to_delete(
+/// revisions remain that are neither current, update, nor the revision of a pod (only those
+/// count toward the limit, as upstream).
+pub fn revisions_to_delete(
     set: &SetSpec,
     revisions: &[ControllerRevision],
     pods: &[&Pod],
@@ -389,15 +307,16 @@ pub fn history_to_delete(
 ) -> Vec<String> {
     let mut live: HashSet<&str> = [current, update].into();
     live.extend(pods.iter().filter_map(|p| revision_of(p)));
-    let history: Vec<&str> = revisions
+    let counted: Vec<&ControllerRevision> = revisions
         .iter()
-        .filter_map(|r| r.metadata.name.as_deref())
-        .filter(|n| !live.contains(n))
+        .filter(|r| {
+            r.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| !live.contains(n))
+        })
         .collect();
-    let surplus = history
-        .len()
-        .saturating_sub(set.history_limit.max(0) as usize);
-    history[..surplus].iter().map(|n| (*n).to_owned()).collect()
+    history::history_to_delete(&counted, set.history_limit, |_| false)
 }
 
 fn revision_of(pod: &Pod) -> Option<&str> {
@@ -958,9 +877,12 @@ async fn reconcile(
     }
     let mut revisions: Vec<ControllerRevision> =
         revision_claim.owned.iter().map(|r| (*r).clone()).collect();
-    sort_revisions(&mut revisions);
+    history::sort_revisions(&mut revisions);
 
-    let (update, collision_count) = settle_update_revision(&set, &revision_api, &revisions).await?;
+    let settled =
+        history::settle_update_revision(&revision_api, &set.revision_owner(), &revisions).await?;
+    let update = settled.revision;
+    let collision_count = settled.collision_count.unwrap_or(0);
     let current = revisions
         .iter()
         .find(|r| r.metadata.name.as_deref() == Some(set.reported.current_revision.as_str()))
@@ -1001,7 +923,7 @@ async fn reconcile(
         write_status(&client, &set, &status).await?;
     }
 
-    for name in history_to_delete(
+    for name in revisions_to_delete(
         &set,
         &revisions,
         &pod_claim.owned,
@@ -1023,54 +945,6 @@ async fn reconcile(
         requeue = Some(requeue.map_or(after, |r| r.min(after)));
     }
     Ok(Action::requeue(requeue.unwrap_or(Duration::from_secs(300))))
-}
-
-/// Finds, renumbers or creates the update revision; returns it with the collision count it
-/// took (a name taken by a revision with other data counts as a collision and hashes again).
-async fn settle_update_revision(
-    set: &SetSpec,
-    api: &Api<ControllerRevision>,
-    revisions: &[ControllerRevision],
-) -> Result<(ControllerRevision, i32), ReconcileError> {
-    let mut collision_count = set.reported.collision_count;
-    match choose_update_revision(set, revisions) {
-        UpdateRevision::Latest(i) => Ok((revisions[i].clone(), collision_count)),
-        UpdateRevision::Renumber { index, revision } => {
-            let existing = &revisions[index];
-            let patch = json!({"revision": revision});
-            let renumbered = api
-                .patch(
-                    &existing.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-            Ok((renumbered, collision_count))
-        }
-        UpdateRevision::Create(candidate) => {
-            let number = candidate.revision;
-            let mut candidate = *candidate;
-            // Bounded: each round needs a distinct revision already holding the name.
-            for _ in 0..64 {
-                match api.create(&PostParams::default(), &candidate).await {
-                    Ok(created) => return Ok((created, collision_count)),
-                    Err(e) if is_status(&e, 409) => {
-                        let existing = api.get(&candidate.name_any()).await?;
-                        if existing.data == candidate.data {
-                            return Ok((existing, collision_count));
-                        }
-                        collision_count += 1;
-                        candidate = new_revision(set, number, collision_count);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(ReconcileError::Retry(format!(
-                "no free revision name for statefulset {}",
-                set.name()
-            )))
-        }
-    }
 }
 
 /// Makes the writes of a plan in order, recording events; stops at the first failure and
@@ -1712,66 +1586,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn revisions_record_the_template_as_a_replacing_patch() {
-        let s = set(1);
-        let r = new_revision(&s, 4, 0);
-        let hash = template_hash(&s.template, Some(0));
-        assert_eq!(r.name_any(), format!("web-{hash}"));
-        assert_eq!(r.revision, 4);
-        let labels = r.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
-        assert_eq!(labels.get(REVISION_HASH_LABEL), Some(&hash));
-        let annotations = r.metadata.annotations.as_ref().unwrap();
-        assert!(annotations.contains_key("kubernetes.io/change-cause"));
-        let owner = &r.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!(
-            (owner.uid.as_str(), owner.controller),
-            ("sts-uid", Some(true))
-        );
-        let data = &r.data.as_ref().unwrap().0;
-        assert_eq!(data.as_object().unwrap().len(), 1);
-        assert_eq!(data["spec"].as_object().unwrap().len(), 1);
-        assert_eq!(data["spec"]["template"]["$patch"], "replace");
-        assert_eq!(
-            data["spec"]["template"]["spec"]["containers"][0]["image"],
-            "nginx:2"
-        );
-        assert_eq!(template_of(&r), Some(s.template.clone()));
-        assert_ne!(new_revision(&s, 4, 1).name_any(), r.name_any());
-    }
-
     fn stored(set: &SetSpec, image: &str, revision: i64) -> ControllerRevision {
         let mut s = set.clone();
         s.template = template(image);
-        new_revision(&s, revision, 0)
-    }
-
-    #[test]
-    fn the_update_revision_is_reused_renumbered_or_created() {
-        let s = set(1);
-        match choose_update_revision(&s, &[]) {
-            UpdateRevision::Create(r) => assert_eq!(r.revision, 1),
-            other => panic!("{other:?}"),
-        }
-        let history = [stored(&s, "nginx:1", 1), stored(&s, "nginx:2", 2)];
-        assert_eq!(
-            choose_update_revision(&s, &history),
-            UpdateRevision::Latest(1)
-        );
-        let history = [stored(&s, "nginx:2", 1), stored(&s, "nginx:1", 2)];
-        assert_eq!(
-            choose_update_revision(&s, &history),
-            UpdateRevision::Renumber {
-                index: 0,
-                revision: 3
-            }
-        );
-        let history = [stored(&s, "nginx:1", 1), stored(&s, "nginx:3", 2)];
-        match choose_update_revision(&s, &history) {
-            UpdateRevision::Create(r) => assert_eq!(r.revision, 3),
-            other => panic!("{other:?}"),
-        }
+        s.reported.collision_count = 0;
+        history::new_revision(&s.revision_owner(), revision)
     }
 
     #[test]
@@ -1781,13 +1600,13 @@ mod tests {
         let mut history: Vec<ControllerRevision> = (1..=5)
             .map(|n| stored(&s, &format!("nginx:{n}"), n))
             .collect();
-        sort_revisions(&mut history);
+        history::sort_revisions(&mut history);
         let names: Vec<String> = history.iter().map(|r| r.name_any()).collect();
         let on_two = member(&s, 0, &names[1], true);
-        let doomed = history_to_delete(&s, &history, &[&on_two], &names[2], &names[4]);
+        let doomed = revisions_to_delete(&s, &history, &[&on_two], &names[2], &names[4]);
         assert_eq!(doomed, [names[0].clone()]);
         s.history_limit = 0;
-        let doomed = history_to_delete(&s, &history, &[&on_two], &names[2], &names[4]);
+        let doomed = revisions_to_delete(&s, &history, &[&on_two], &names[2], &names[4]);
         assert_eq!(doomed, [names[0].clone(), names[3].clone()]);
     }
 
