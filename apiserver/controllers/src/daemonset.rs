@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::labels::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -721,46 +721,6 @@ pub fn surplus_history(
     })
 }
 
-/// What a claim over a controller's candidates finds.
-struct Claim<'a, T> {
-    owned: Vec<&'a Arc<T>>,
-    adopt: Vec<&'a Arc<T>>,
-    release: Vec<&'a Arc<T>>,
-}
-
-/// Objects `uid` controls and still selects, matching orphans to adopt, and controlled ones
-/// that no longer match to release.
-fn claim<'a, T: Resource>(
-    uid: &str,
-    selector: &Selector,
-    candidates: &'a [Arc<T>],
-) -> Claim<'a, T> {
-    let mut c = Claim {
-        owned: Vec::new(),
-        adopt: Vec::new(),
-        release: Vec::new(),
-    };
-    let empty = BTreeMap::new();
-    for obj in candidates {
-        let meta = obj.meta();
-        let labels = meta.labels.as_ref().unwrap_or(&empty);
-        let matches = pods::selects(Some(selector), labels);
-        match pods::controller_of(meta) {
-            Some(r) if r.uid == uid => {
-                if matches {
-                    c.owned.push(obj);
-                } else {
-                    c.release.push(obj);
-                }
-            }
-            Some(_) => {}
-            None if matches && meta.deletion_timestamp.is_none() => c.adopt.push(obj),
-            None => {}
-        }
-    }
-    c
-}
-
 /// How long replacing a failed daemon pod on a node waits: 1s, doubling to 15 minutes, reset
 /// after a quiet spell of twice that.
 #[derive(Default)]
@@ -940,29 +900,16 @@ async fn reconcile(
     // The pods this DaemonSet controls, adopting matching orphans.
     let ns_pods: Vec<Arc<Pod>> = state.pods.in_namespace(&namespace);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let claimed = claim(&uid, &selector, &ns_pods);
-    let mut owned: Vec<Arc<Pod>> = claimed.owned.into_iter().cloned().collect();
-    for (pod, adopt) in claimed
-        .adopt
-        .iter()
-        .map(|p| (p, true))
-        .chain(claimed.release.iter().map(|p| (p, false)))
-    {
-        let patch = pods::ownership_patch(&pod.metadata, &owner, adopt);
-        match pod_api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(p) if adopt => owned.push(Arc::new(p)),
-            Ok(_) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let claimed = pods::claim::<Pod, _>(&d.meta, Some(&selector), &ns_pods, |_| true);
+    let adopt: Vec<&Pod> = claimed.adopt.iter().map(|p| p.as_ref()).collect();
+    let release: Vec<&Pod> = claimed.release.iter().map(|p| p.as_ref()).collect();
+    let (adopted, failure) =
+        pods::adopt_and_release(&pod_api, &owner, adopt, release, |_, _| {}).await;
+    if let Some(e) = failure {
+        return Err(e.into());
     }
+    let mut owned: Vec<Arc<Pod>> = claimed.owned.into_iter().cloned().collect();
+    owned.extend(adopted.into_iter().map(Arc::new));
 
     let (current, old, collision_count) = construct_history(&state, &d, &selector, &owned).await?;
     let hash = revision_hash(&current).unwrap_or("").to_owned();
@@ -1065,61 +1012,27 @@ async fn sync_nodes(
     sync: &NodeSync,
 ) -> Option<kube::Error> {
     let pod_api: Api<Pod> = Api::namespaced(state.ctx.client.clone(), d.namespace());
-    let mut failure: Option<kube::Error> = None;
-    let mut created = Vec::new();
-    let mut todo = sync.create.iter().take(BURST);
-    let mut batch = 1;
-    loop {
-        let nodes: Vec<&String> = todo.by_ref().take(batch).collect();
-        if nodes.is_empty() {
-            break;
-        }
-        let params = PostParams::default();
-        let results = futures::future::join_all(nodes.iter().map(|node| {
-            let pod = pod_for_node(d, template, node);
-            let api = pod_api.clone();
-            let params = params.clone();
-            async move { api.create(&params, &pod).await }
-        }))
-        .await;
-        for result in results {
-            match result {
-                Ok(pod) => {
-                    let name = pod.name_any();
-                    state
-                        .recorder
-                        .record(
-                            reference,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("Created pod: {name}"),
-                        )
-                        .await;
-                    created.extend(pod.metadata.uid.clone());
-                }
-                // Nothing more can be made in a namespace going away.
-                Err(e) if namespace_terminating(&e) => {}
-                Err(e) => {
-                    state
-                        .recorder
-                        .record(
-                            reference,
-                            EventType::Warning,
-                            "FailedCreate",
-                            "Create",
-                            format!("Error creating: {e}"),
-                        )
-                        .await;
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        if failure.is_some() {
-            break;
-        }
-        batch *= 2;
-    }
+    let to_create: Vec<Pod> = sync
+        .create
+        .iter()
+        .take(BURST)
+        .map(|node| pod_for_node(d, template, node))
+        .collect();
+    // Nothing more can be made in a namespace going away.
+    let made = pods::create_slow_start(
+        &pod_api,
+        to_create,
+        &state.recorder,
+        reference,
+        namespace_terminating,
+    )
+    .await;
+    let created: Vec<String> = made
+        .pods
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect();
+    let mut failure = made.error;
 
     let mut deleted = Vec::new();
     let results = futures::future::join_all(sync.delete.iter().take(BURST).map(|pod| {
@@ -1182,33 +1095,19 @@ async fn construct_history(
     let namespace = d.namespace();
     let client = state.ctx.client.clone();
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
-    let uid = d.meta.uid.clone().unwrap_or_default();
     let candidates: Vec<Arc<ControllerRevision>> = state.revisions.in_namespace(namespace);
-    let claimed = claim(&uid, selector, &candidates);
+    let claimed =
+        pods::claim::<ControllerRevision, _>(&d.meta, Some(selector), &candidates, |_| true);
     let owner = pods::controller_ref("apps/v1", "DaemonSet", &d.meta);
-    let mut revisions: Vec<ControllerRevision> =
-        claimed.owned.iter().map(|r| (***r).clone()).collect();
-    for (r, adopt) in claimed
-        .adopt
-        .iter()
-        .map(|r| (r, true))
-        .chain(claimed.release.iter().map(|r| (r, false)))
-    {
-        let patch = pods::ownership_patch(&r.metadata, &owner, adopt);
-        match api
-            .patch(
-                &r.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(r) if adopt => revisions.push(r),
-            Ok(_) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let adopt: Vec<&ControllerRevision> = claimed.adopt.iter().map(|r| r.as_ref()).collect();
+    let release: Vec<&ControllerRevision> = claimed.release.iter().map(|r| r.as_ref()).collect();
+    let (adopted, failure) = pods::adopt_and_release(&api, &owner, adopt, release, |_, _| {}).await;
+    if let Some(e) = failure {
+        return Err(e.into());
     }
+    let mut revisions: Vec<ControllerRevision> =
+        claimed.owned.into_iter().map(|r| (**r).clone()).collect();
+    revisions.extend(adopted);
     // Revisions without the hash label get their name as the hash.
     for r in revisions.iter_mut().filter(|r| revision_hash(r).is_none()) {
         let patch = json!({"metadata": {"labels": {HASH_LABEL: r.name_any()}}});
@@ -1820,22 +1719,6 @@ mod tests {
         assert_eq!(surplus_history(&old, 2, &live), ["agent-h2", "agent-h3"]);
         assert!(surplus_history(&old, 10, &live).is_empty());
         assert_eq!(surplus_history(&old, 0, &HashSet::new()).len(), 4);
-    }
-
-    #[test]
-    fn claims_adopt_matching_orphans_and_release_mismatches() {
-        let d = Daemon::new(&daemon_set());
-        let selector = pods::controller_selector(&d.selector).unwrap();
-        let owner = pods::controller_ref("apps/v1", "DaemonSet", &d.meta);
-        let orphan = Arc::new(pod("orphan", &[("app", "agent")]));
-        let relabeled = Arc::new(owned_by(pod("relabeled", &[("app", "debug")]), &owner));
-        let mine = Arc::new(owned_by(pod("mine", &[("app", "agent")]), &owner));
-        let candidates = [orphan, relabeled, mine];
-        let c = claim("ds-uid", &selector, &candidates);
-        let n = |v: &[&Arc<Pod>]| v.iter().map(|p| p.name_any()).collect::<Vec<_>>();
-        assert_eq!(n(&c.owned), ["mine"]);
-        assert_eq!(n(&c.adopt), ["orphan"]);
-        assert_eq!(n(&c.release), ["relabeled"]);
     }
 
     #[test]

@@ -477,39 +477,22 @@ pub struct Plan {
 /// The pods a Job owns (matching its selector, or all of them while it is being deleted),
 /// adopting matching orphans and releasing owned pods that stopped matching.
 fn claim(job: &Job, spec: &JobSpec, pods: &[Arc<Pod>], plan: &mut Plan) -> Vec<Arc<Pod>> {
-    let uid = job.metadata.uid.as_deref().unwrap_or("");
-    let deleting = job.metadata.deletion_timestamp.is_some();
     let selector = spec.selector.as_ref().and_then(pods::controller_selector);
-    let empty = BTreeMap::new();
-    let mut owned = Vec::new();
-    for pod in pods {
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let matches = pods::selects(selector.as_ref(), labels);
-        match pods::controller_of(&pod.metadata) {
-            Some(r) if r.uid == uid => {
-                if matches || deleting {
-                    owned.push(pod.clone());
-                } else {
-                    plan.release.push(pod.name_any());
-                }
-            }
-            Some(_) => {}
-            None => {
-                if matches && !deleting && pod.metadata.deletion_timestamp.is_none() {
-                    plan.adopt.push(pod.name_any());
-                    let mut adopted = (**pod).clone();
-                    if !has_tracking_finalizer(&adopted) {
-                        adopted
-                            .metadata
-                            .finalizers
-                            .get_or_insert_with(Vec::new)
-                            .push(TRACKING_FINALIZER.into());
-                    }
-                    owned.push(Arc::new(adopted));
-                }
-            }
+    let claimed = pods::claim::<Pod, _>(&job.metadata, selector.as_ref(), pods, |_| true);
+    plan.release = claimed.release.iter().map(|p| p.name_any()).collect();
+    plan.adopt = claimed.adopt.iter().map(|p| p.name_any()).collect();
+    let mut owned: Vec<Arc<Pod>> = claimed.owned.into_iter().cloned().collect();
+    owned.extend(claimed.adopt.into_iter().map(|pod| {
+        let mut adopted = (**pod).clone();
+        if !has_tracking_finalizer(&adopted) {
+            adopted
+                .metadata
+                .finalizers
+                .get_or_insert_with(Vec::new)
+                .push(TRACKING_FINALIZER.into());
         }
-    }
+        Arc::new(adopted)
+    }));
     owned
 }
 
@@ -1343,31 +1326,32 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
     };
     let mut plan = plan(&job, &in_namespace, &seen);
     let owner = pods::controller_ref("batch/v1", "Job", &job.metadata);
-    let mut failure: Option<kube::Error> = None;
-
-    let adoptions = plan.adopt.iter().map(|n| (n, true));
-    let releases = plan.release.iter().map(|n| (n, false));
-    for (pod_name, adopt) in adoptions.chain(releases) {
-        let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == pod_name) else {
-            continue;
-        };
-        let mut patch = pods::ownership_patch(&pod.metadata, &owner, adopt);
-        if adopt && !has_tracking_finalizer(pod) {
+    let named = |names: &[String]| -> Vec<&Pod> {
+        names
+            .iter()
+            .filter_map(|n| in_namespace.iter().find(|p| &p.name_any() == n))
+            .map(AsRef::as_ref)
+            .collect()
+    };
+    // An adopted pod gets the tracking finalizer with its controller reference.
+    let with_finalizer = |pod: &Pod, patch: &mut serde_json::Value| {
+        if !has_tracking_finalizer(pod) {
             let mut finalizers = pod.metadata.finalizers.clone().unwrap_or_default();
             finalizers.push(TRACKING_FINALIZER.into());
             patch["metadata"]["finalizers"] = json!(finalizers);
         }
-        if let Err(e) = ignore_not_found(
-            pod_api
-                .patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await,
-        ) {
-            failure.get_or_insert(e);
-        }
-    }
+    };
+    let (_, mut failure) = pods::adopt_and_release(
+        &pod_api,
+        &owner,
+        named(&plan.adopt),
+        named(&plan.release),
+        with_finalizer,
+    )
+    .await;
 
     let created = create_pods(&job, &plan.create, &owner, &pod_api, &state, &reference).await;
-    let not_created = plan.create.len() - created.names.len();
+    let not_created = plan.create.len() - created.pods.len();
     if not_created > 0 {
         let active = plan.status.active.unwrap_or(0) - not_created as i32;
         plan.status.active = Some(active).filter(|a| *a > 0);
@@ -1424,7 +1408,8 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
             }
         }
     }
-    state.expectations.expect_pods(&key, created.names, deleted);
+    let created_names = created.pods.iter().map(|p| p.name_any()).collect();
+    state.expectations.expect_pods(&key, created_names, deleted);
     if undeleted > 0 {
         if !plan.uncount_deleted {
             // A failing Job is declared failed only once all its active pods are going.
@@ -1520,12 +1505,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
     })
 }
 
-struct Created {
-    names: Vec<String>,
-    error: Option<kube::Error>,
-}
-
-/// Creates pods in slow-start batches (1, 2, 4, …), stopping at the first failing batch.
+/// Creates the pods for `indexes` (slow start, stopping at the first failing batch).
 async fn create_pods(
     job: &Job,
     indexes: &[Option<i32>],
@@ -1533,56 +1513,12 @@ async fn create_pods(
     api: &Api<Pod>,
     state: &JobContext,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
-) -> Created {
-    let mut created = Created {
-        names: Vec::new(),
-        error: None,
-    };
-    let mut rest = indexes;
-    let mut batch = 1;
-    while !rest.is_empty() && created.error.is_none() {
-        let (now, later) = rest.split_at(batch.min(rest.len()));
-        rest = later;
-        batch *= 2;
-        let params = PostParams::default();
-        let creates = now.iter().map(|index| {
-            let pod = pod_for(job, *index, owner.clone());
-            let params = &params;
-            async move { api.create(params, &pod).await }
-        });
-        for result in futures::future::join_all(creates).await {
-            match result {
-                Ok(p) => {
-                    let pod_name = p.name_any();
-                    state
-                        .recorder
-                        .record(
-                            reference,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("Created pod: {pod_name}"),
-                        )
-                        .await;
-                    created.names.push(pod_name);
-                }
-                Err(e) => {
-                    state
-                        .recorder
-                        .record(
-                            reference,
-                            EventType::Warning,
-                            "FailedCreate",
-                            "Create",
-                            format!("Error creating: {e}"),
-                        )
-                        .await;
-                    created.error.get_or_insert(e);
-                }
-            }
-        }
-    }
-    created
+) -> pods::Created {
+    let pods: Vec<Pod> = indexes
+        .iter()
+        .map(|index| pod_for(job, *index, owner.clone()))
+        .collect();
+    pods::create_slow_start(api, pods, &state.recorder, reference, |_| false).await
 }
 
 async fn record_finished(

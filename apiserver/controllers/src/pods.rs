@@ -1,15 +1,23 @@
-//! What workload controllers know about pods: readiness and availability, which pods a
-//! controller owns, making a pod from a template, and the order in which surplus pods go.
+//! What workload controllers know about pods: readiness and availability, which objects a
+//! controller owns (`claim`: what it controls, adopts and releases), making a pod from a
+//! template, and the order in which surplus pods go — pure functions over k8s-openapi types.
 //!
-//! Pure functions over k8s-openapi types; no API calls.
+//! Two helpers make the writes every workload controller makes the same way:
+//! `adopt_and_release` patches the controller references a claim decided on, and
+//! `create_slow_start` creates pods in batches of 1, 2, 4, … stopping at the first failure,
+//! recording SuccessfulCreate/FailedCreate events (upstream's `slowStartBatch`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::labels::{Selector, SelectorExt};
+
+use crate::events::{EventRecorder, EventType};
 
 /// Whether a pod is being deleted or has finished (it no longer counts as a replica).
 pub fn is_active(pod: &Pod) -> bool {
@@ -106,6 +114,169 @@ pub fn controller_selector(selector: &LabelSelector) -> Option<Selector> {
 /// Whether `labels` match a compiled controller selector.
 pub fn selects(selector: Option<&Selector>, labels: &BTreeMap<String, String>) -> bool {
     selector.is_some_and(|s| s.matches(labels))
+}
+
+/// What a controller finds among the candidates of its namespace.
+#[derive(Debug)]
+pub struct Claim<'a, K> {
+    /// Controlled by it and still selected (or all it controls while it is being deleted).
+    pub owned: Vec<&'a K>,
+    /// Selected orphans, not being deleted, to take (not in `owned` until adopted).
+    pub adopt: Vec<&'a K>,
+    /// Controlled by it but no longer selected, to let go.
+    pub release: Vec<&'a K>,
+}
+
+/// Sorts `candidates` for the controller `owner`: what it owns, what it adopts and what it
+/// releases. An object is selected when `selector` matches its labels and `member` holds;
+/// objects of another controller are left alone, and an owner being deleted keeps what it
+/// controls and adopts nothing (upstream's `ClaimObject`).
+///
+/// Candidates may be objects or shared (`Arc`) ones; the claim holds them as given.
+pub fn claim<'a, K, T>(
+    owner: &ObjectMeta,
+    selector: Option<&Selector>,
+    candidates: impl IntoIterator<Item = &'a T>,
+    member: impl Fn(&K) -> bool,
+) -> Claim<'a, T>
+where
+    K: kube::Resource,
+    T: std::borrow::Borrow<K> + 'a,
+{
+    let uid = owner.uid.as_deref().unwrap_or("");
+    let deleting = owner.deletion_timestamp.is_some();
+    let empty = BTreeMap::new();
+    let mut claimed = Claim {
+        owned: Vec::new(),
+        adopt: Vec::new(),
+        release: Vec::new(),
+    };
+    for object in candidates {
+        let meta = object.borrow().meta();
+        let labels = meta.labels.as_ref().unwrap_or(&empty);
+        let matches = selects(selector, labels) && member(object.borrow());
+        match controller_of(meta) {
+            Some(r) if r.uid == uid => {
+                if matches || deleting {
+                    claimed.owned.push(object);
+                } else {
+                    claimed.release.push(object);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches && !deleting && meta.deletion_timestamp.is_none() {
+                    claimed.adopt.push(object);
+                }
+            }
+        }
+    }
+    claimed
+}
+
+/// Patches the controller reference `owner` onto `adopt` and off `release`; `decorate` may
+/// add to an adoption's patch (the Job controller's finalizer). An object already gone is
+/// skipped; the others are all tried. Returns the adopted objects as written and the first
+/// error.
+pub async fn adopt_and_release<'a, K>(
+    api: &Api<K>,
+    owner: &OwnerReference,
+    adopt: impl IntoIterator<Item = &'a K>,
+    release: impl IntoIterator<Item = &'a K>,
+    decorate: impl Fn(&K, &mut serde_json::Value),
+) -> (Vec<K>, Option<kube::Error>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + 'a,
+{
+    let mut adopted = Vec::new();
+    let mut failure = None;
+    let adoptions = adopt.into_iter().map(|o| (o, true));
+    for (object, take) in adoptions.chain(release.into_iter().map(|o| (o, false))) {
+        let mut patch = ownership_patch(object.meta(), owner, take);
+        if take {
+            decorate(object, &mut patch);
+        }
+        match api
+            .patch(
+                &object.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(written) if take => adopted.push(written),
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    (adopted, failure)
+}
+
+/// What `create_slow_start` made.
+#[derive(Debug, Default)]
+pub struct Created {
+    /// The pods created, as the server returned them.
+    pub pods: Vec<Pod>,
+    /// The first failure, after which nothing more was tried.
+    pub error: Option<kube::Error>,
+}
+
+/// Creates `pods` in batches of 1, 2, 4, …, each batch at once, stopping after the first
+/// batch with a failure (upstream's slow start, so a quota or admission refusal costs one
+/// request, not hundreds). Records SuccessfulCreate or FailedCreate on `reference` for each;
+/// errors `skip` says are expected (a namespace being deleted) are neither recorded nor
+/// failures.
+pub async fn create_slow_start(
+    api: &Api<Pod>,
+    pods: Vec<Pod>,
+    recorder: &EventRecorder,
+    reference: &ObjectReference,
+    skip: impl Fn(&kube::Error) -> bool,
+) -> Created {
+    let mut created = Created::default();
+    let mut rest = pods.as_slice();
+    let mut batch = 1;
+    while !rest.is_empty() && created.error.is_none() {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch *= 2;
+        let params = PostParams::default();
+        let results =
+            futures::future::join_all(now.iter().map(|pod| api.create(&params, pod))).await;
+        for result in results {
+            match result {
+                Ok(pod) => {
+                    recorder
+                        .record(
+                            reference,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            "Create",
+                            format!("Created pod: {}", pod.name_any()),
+                        )
+                        .await;
+                    created.pods.push(pod);
+                }
+                Err(e) if skip(&e) => {}
+                Err(e) => {
+                    recorder
+                        .record(
+                            reference,
+                            EventType::Warning,
+                            "FailedCreate",
+                            "Create",
+                            format!("Error creating: {e}"),
+                        )
+                        .await;
+                    created.error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    created
 }
 
 /// A pod for `template`, named `<prefix><random>` by the server, owned by `owner`.
@@ -244,6 +415,35 @@ mod tests {
         assert!(selects(compiled.as_ref(), &labels));
         assert!(!selects(compiled.as_ref(), &BTreeMap::new()));
         assert!(controller_selector(&LabelSelector::default()).is_none());
+    }
+
+    #[test]
+    fn claims_adopt_matching_orphans_and_release_mismatches() {
+        let meta = ObjectMeta {
+            uid: Some("ds-uid".into()),
+            ..ObjectMeta::default()
+        };
+        let selector = Selector::from_iter([("app", "agent")]);
+        let owner = controller_ref("apps/v1", "DaemonSet", &meta);
+        let orphan = pod("orphan", &[("app", "agent")]);
+        let relabeled = owned_by(pod("relabeled", &[("app", "debug")]), &owner);
+        let mine = owned_by(pod("mine", &[("app", "agent")]), &owner);
+        let mut going = pod("going", &[("app", "agent")]);
+        going.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+        );
+        let candidates = [orphan, relabeled, mine, going];
+        let c = claim::<Pod, _>(&meta, Some(&selector), &candidates, |_| true);
+        let n = |v: &[&Pod]| v.iter().map(|p| p.name_any()).collect::<Vec<_>>();
+        assert_eq!(n(&c.owned), ["mine"]);
+        assert_eq!(n(&c.adopt), ["orphan"]);
+        assert_eq!(n(&c.release), ["relabeled"]);
+        // An owner being deleted keeps what it controls and adopts nothing.
+        let mut deleting = meta.clone();
+        deleting.deletion_timestamp = candidates[3].metadata.deletion_timestamp.clone();
+        let c = claim(&deleting, Some(&selector), &candidates, |_| true);
+        assert_eq!(n(&c.owned), ["relabeled", "mine"]);
+        assert!(c.adopt.is_empty() && c.release.is_empty());
     }
 
     #[test]

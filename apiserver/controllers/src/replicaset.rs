@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -180,32 +180,19 @@ pub struct Plan {
 
 /// Decides what to do for `target` given the pods of its namespace.
 pub fn plan(target: &ReplicaTarget, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
-    let uid = target.meta.uid.as_deref().unwrap_or("");
     let deleting = target.meta.deletion_timestamp.is_some();
     let mut plan = Plan::default();
-    let mut owned: Vec<&Pod> = Vec::new();
     let empty = BTreeMap::new();
     let selector = pods::controller_selector(&target.selector);
-    for pod in pods {
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let matches = pods::selects(selector.as_ref(), labels);
-        match pods::controller_of(&pod.metadata) {
-            Some(r) if r.uid == uid => {
-                if matches || deleting {
-                    owned.push(pod);
-                } else {
-                    plan.release.push(pod.name_any());
-                }
-            }
-            Some(_) => {}
-            None => {
-                if matches && !deleting && pod.metadata.deletion_timestamp.is_none() {
-                    plan.adopt.push(pod.name_any());
-                    owned.push(pod);
-                }
-            }
-        }
-    }
+    let claimed = pods::claim(
+        &target.meta,
+        selector.as_ref(),
+        pods.iter().map(AsRef::as_ref),
+        |_| true,
+    );
+    plan.adopt = claimed.adopt.iter().map(|p| p.name_any()).collect();
+    plan.release = claimed.release.iter().map(|p| p.name_any()).collect();
+    let owned: Vec<&Pod> = claimed.owned.into_iter().chain(claimed.adopt).collect();
     let mut active: Vec<&Pod> = owned
         .iter()
         .copied()
@@ -323,68 +310,42 @@ async fn reconcile<K: Replicated>(
     let plan = plan(&target, &in_namespace, now);
     let owner = pods::controller_ref(target.api_version, target.kind, &target.meta);
     let reference = obj.object_ref(&());
-    let mut failure = None;
-
-    let adoptions = plan.adopt.iter().map(|n| (n, true));
-    let releases = plan.release.iter().map(|n| (n, false));
-    for (name, adopt) in adoptions.chain(releases) {
-        let Some(pod) = in_namespace.iter().find(|p| &p.name_any() == name) else {
-            continue;
-        };
-        let patch = pods::ownership_patch(&pod.metadata, &owner, adopt);
-        if let Err(e) = pod_api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            failure.get_or_insert(e);
-        }
-    }
+    let named = |names: &[String]| -> Vec<&Pod> {
+        names
+            .iter()
+            .filter_map(|n| in_namespace.iter().find(|p| &p.name_any() == n))
+            .map(AsRef::as_ref)
+            .collect()
+    };
+    let (_, mut failure) = pods::adopt_and_release(
+        &pod_api,
+        &owner,
+        named(&plan.adopt),
+        named(&plan.release),
+        |_, _| {},
+    )
+    .await;
 
     if settled {
-        let prefix = format!("{}-", target.meta.name.as_deref().unwrap_or("pod"));
-        // Slow start: 1, 2, 4, … pods at a time, stopping at the first failure.
-        let mut left = plan.create;
-        let mut batch = 1;
         let mut created = Vec::new();
-        while left > 0 && failure.is_none() {
-            let n = batch.min(left);
+        // Nothing is created while adoption is failing.
+        if failure.is_none() && plan.create > 0 {
+            let prefix = format!("{}-", target.meta.name.as_deref().unwrap_or("pod"));
             let pod = pods::pod_from_template(&target.template, &namespace, &prefix, owner.clone());
-            let params = PostParams::default();
-            let results =
-                futures::future::join_all((0..n).map(|_| pod_api.create(&params, &pod))).await;
-            for r in results {
-                match r {
-                    Ok(p) => {
-                        let name = p.name_any();
-                        state
-                            .recorder
-                            .record(
-                                &reference,
-                                EventType::Normal,
-                                "SuccessfulCreate",
-                                "Create",
-                                format!("Created pod: {name}"),
-                            )
-                            .await;
-                        created.extend(p.metadata.uid.clone());
-                    }
-                    Err(e) => {
-                        state
-                            .recorder
-                            .record(
-                                &reference,
-                                EventType::Warning,
-                                "FailedCreate",
-                                "Create",
-                                format!("Error creating: {e}"),
-                            )
-                            .await;
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-            left -= n;
-            batch *= 2;
+            let made = pods::create_slow_start(
+                &pod_api,
+                vec![pod; plan.create],
+                &state.recorder,
+                &reference,
+                |_| false,
+            )
+            .await;
+            created = made
+                .pods
+                .into_iter()
+                .filter_map(|p| p.metadata.uid)
+                .collect();
+            failure = made.error;
         }
         let mut deleted = Vec::new();
         for pod in &plan.delete {

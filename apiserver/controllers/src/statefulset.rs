@@ -723,50 +723,17 @@ pub fn plan(
     plan
 }
 
-/// Objects a set owns, and the ones it takes or lets go of.
-pub struct Claimed<'a, K> {
-    pub owned: Vec<&'a K>,
-    pub adopt: Vec<&'a K>,
-    pub release: Vec<&'a K>,
-}
-
-/// Sorts `objects` of the set's namespace into owned, to adopt (orphans that match the
-/// selector and `member`) and to release (owned ones that no longer match).
+/// Sorts `objects` of the set's namespace into owned (adoptions included: the plan counts
+/// them), to adopt (orphans that match the selector and `member`) and to release (owned ones
+/// that no longer match).
 pub fn claim<'a, K: Resource + 'a>(
     set: &SetSpec,
     objects: impl IntoIterator<Item = &'a K>,
     member: impl Fn(&K) -> bool,
-) -> Claimed<'a, K> {
-    let uid = set.meta.uid.as_deref().unwrap_or("");
-    let deleting = set.meta.deletion_timestamp.is_some();
+) -> pods::Claim<'a, K> {
     let selector = pods::controller_selector(&set.selector);
-    let empty = BTreeMap::new();
-    let mut claimed = Claimed {
-        owned: Vec::new(),
-        adopt: Vec::new(),
-        release: Vec::new(),
-    };
-    for object in objects {
-        let meta = object.meta();
-        let labels = meta.labels.as_ref().unwrap_or(&empty);
-        let matches = pods::selects(selector.as_ref(), labels) && member(object);
-        match pods::controller_of(meta) {
-            Some(r) if r.uid == uid => {
-                if matches || deleting {
-                    claimed.owned.push(object);
-                } else {
-                    claimed.release.push(object);
-                }
-            }
-            Some(_) => {}
-            None => {
-                if matches && !deleting && meta.deletion_timestamp.is_none() {
-                    claimed.adopt.push(object);
-                    claimed.owned.push(object);
-                }
-            }
-        }
-    }
+    let mut claimed = pods::claim(&set.meta, selector.as_ref(), objects, member);
+    claimed.owned.extend(claimed.adopt.iter().copied());
     claimed
 }
 
@@ -840,40 +807,30 @@ async fn reconcile(
     let pod_claim = claim(&set, pods_here.iter().map(AsRef::as_ref), |p| {
         is_member(&set, p)
     });
-    let adoptions = pod_claim.adopt.iter().map(|p| (*p, true));
-    for (pod, adopt) in adoptions.chain(pod_claim.release.iter().map(|p| (*p, false))) {
-        let patch = pods::ownership_patch(&pod.metadata, &owner, adopt);
-        match pod_api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let (_, failure) = pods::adopt_and_release(
+        &pod_api,
+        &owner,
+        pod_claim.adopt.clone(),
+        pod_claim.release.clone(),
+        |_, _| {},
+    )
+    .await;
+    if let Some(e) = failure {
+        return Err(e.into());
     }
 
     let revisions_here = state.revisions.in_namespace(&namespace);
     let revision_claim = claim(&set, revisions_here.iter().map(AsRef::as_ref), |_| true);
-    let adoptions = revision_claim.adopt.iter().map(|r| (*r, true));
-    for (revision, adopt) in adoptions.chain(revision_claim.release.iter().map(|r| (*r, false))) {
-        let patch = pods::ownership_patch(&revision.metadata, &owner, adopt);
-        match revision_api
-            .patch(
-                &revision.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let (_, failure) = pods::adopt_and_release(
+        &revision_api,
+        &owner,
+        revision_claim.adopt.clone(),
+        revision_claim.release.clone(),
+        |_, _| {},
+    )
+    .await;
+    if let Some(e) = failure {
+        return Err(e.into());
     }
     let mut revisions: Vec<ControllerRevision> =
         revision_claim.owned.iter().map(|r| (*r).clone()).collect();
