@@ -26,6 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::api_errors::{is_status, namespace_terminating, not_found};
 use crate::events::{EventRecorder, EventType};
 use crate::informers::{Indexes, Informer};
 use crate::pods;
@@ -919,18 +920,6 @@ fn error_message(e: &kube::Error) -> String {
     }
 }
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-fn namespace_terminating(e: &kube::Error) -> bool {
-    let kube::Error::Api(s) = e else { return false };
-    s.details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
-        || (s.code == 403 && s.message.contains("being terminated"))
-}
-
 fn action_of(reason: &str) -> &'static str {
     match reason {
         "SuccessfulCreate" | "FailedCreate" => "Create",
@@ -973,7 +962,7 @@ impl CronJobContext {
         };
         match api.delete(name, &params).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -1019,7 +1008,7 @@ async fn reconcile(
         match cron_api.get(&name).await {
             Ok(fresh) if fresh.metadata.uid == uid => cron_job = fresh,
             Ok(_) => return Ok(Action::await_change()),
-            Err(e) if is_status(&e, 404) => return Ok(Action::await_change()),
+            Err(e) if not_found(&e) => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
         }
     }
@@ -1061,7 +1050,7 @@ async fn reconcile(
         let missing_name = missing.name.clone().unwrap_or_default();
         match job_api.get(&missing_name).await {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {
+            Err(e) if not_found(&e) => {
                 drop_active(&mut status, missing.uid.as_deref());
                 let note = Note::normal(
                     "MissingJob",
@@ -1213,7 +1202,7 @@ async fn write_status(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
         // Written from a stale copy: the newer object is on its way and brings another
         // reconcile, so nothing is overwritten with old news.
         Err(e) if is_status(&e, 409) => Ok(()),

@@ -35,6 +35,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use crate::api_errors::{is_status, namespace_terminating, not_found};
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, RevisionOwner};
@@ -854,17 +855,6 @@ fn error_policy(_ds: Arc<DaemonSet>, err: &ReconcileError, _ctx: Arc<DaemonConte
     Action::requeue(Duration::from_secs(2))
 }
 
-fn not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-fn namespace_terminating(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s
-        .details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
-}
-
 async fn reconcile(
     ds: Arc<DaemonSet>,
     state: Arc<DaemonContext>,
@@ -1205,7 +1195,7 @@ async fn write_status(
         Err(e) if not_found(&e) => Ok(()),
         // Written from a stale copy: the newer object is on its way and brings another
         // reconcile, so nothing is overwritten with old news.
-        Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 409) => Ok(()),
+        Err(e) if is_status(&e, 409) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api_errors::{is_status, not_found};
 use crate::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -667,7 +668,7 @@ async fn reconcile(
             };
             match rs_api.delete(&rs.name_any(), &params).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) if not_found(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -809,7 +810,7 @@ async fn reconcile(
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) if not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -908,7 +909,7 @@ async fn create_new_rs(
             }
             Ok(created)
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(e) if is_status(&e, 409) => {
             // A ReplicaSet of that name exists: ours from a stale cache, or someone else's
             // (a hash collision, resolved by counting it and hashing again).
             let existing = rs_api.get(&name).await?;

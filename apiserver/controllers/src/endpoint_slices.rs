@@ -22,6 +22,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::warn;
 
+use crate::api_errors::is_status;
 use crate::endpoints::{self, Backend, PodMemberships, ResolvedPort};
 use crate::informers::{Indexes, Informer};
 use crate::pods;
@@ -280,7 +281,7 @@ async fn reconcile(
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => conflict = true,
+            Err(e) if is_status(&e, 409) || is_status(&e, 404) => conflict = true,
             Err(e) => return Err(e.into()),
         }
     }
@@ -305,7 +306,7 @@ async fn reconcile(
         };
         match api.delete(&slice_name, &params).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -26,6 +26,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::warn;
 
+use crate::api_errors::{is_status, not_found};
 use crate::informers::{Indexes, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -416,9 +417,7 @@ async fn reconcile(
     match written {
         Ok(_) => Ok(Action::await_change()),
         // The cache was behind; the watch brings the newer object and another reconcile.
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            Ok(Action::requeue(Duration::from_millis(200)))
-        }
+        Err(e) if is_status(&e, 409) => Ok(Action::requeue(Duration::from_millis(200))),
         Err(e) => Err(e.into()),
     }
 }
@@ -464,7 +463,7 @@ async fn delete_endpoints(client: &kube::Client, namespace: &str, name: &str) {
     let api: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) if not_found(&e) => {}
         Err(e) => warn!(namespace, name, error = %e, "deleting endpoints failed"),
     }
 }

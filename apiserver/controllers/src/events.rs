@@ -20,6 +20,8 @@ pub use kube::runtime::events::EventType;
 use serde_json::json;
 use tracing::debug;
 
+use crate::api_errors::not_found;
+
 /// How long a written event takes repeats into its series.
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
 
@@ -142,7 +144,7 @@ impl EventRecorder {
             {
                 Ok(_) => return Ok(()),
                 // Gone (its namespace was deleted, or it expired): write it anew.
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) if not_found(&e) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::ControllerContext;
+use crate::api_errors::{is_status, not_found};
 
 pub const ORPHAN: &str = "orphan";
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -430,7 +431,7 @@ impl Collector {
         };
         match self.api_at(at).delete(&at.name, &params).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -502,8 +503,8 @@ impl Collector {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) if is_status(&e, 409) => continue,
+                Err(e) if not_found(&e) => return Ok(()),
                 Err(e) => return Err(e),
             }
         }

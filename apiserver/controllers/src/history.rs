@@ -25,6 +25,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::ReconcileError;
+use crate::api_errors::is_status;
 use crate::pods;
 
 /// Revision names keep at most this much of the owner's name before the hash.
@@ -296,7 +297,7 @@ pub async fn settle_update_revision(
                             collision_count: owner.collision_count,
                         });
                     }
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                    Err(e) if is_status(&e, 409) => {
                         let existing = api.get(&candidate.name_any()).await?;
                         if revision_matches(owner.template, &existing) {
                             return Ok(Settled {

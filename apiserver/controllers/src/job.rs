@@ -39,6 +39,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use crate::api_errors::not_found;
 use crate::events::{EventRecorder, EventType};
 use crate::informers::{self, Informer};
 use crate::pods;
@@ -1239,7 +1240,7 @@ fn orphan_error_policy(pod: Arc<Pod>, err: &ReconcileError, _state: Arc<JobConte
 fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
+use crate::api_errors::is_status;
+
 /// Timing of an election (kube-controller-manager's defaults: 15 s, 10 s, 2 s).
 #[derive(Debug, Clone)]
 pub struct LeaseTiming {
@@ -166,7 +168,7 @@ impl LeaseLock {
                 Ok(true)
             }
             // Someone else wrote first.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) if is_status(&e, 409) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -11,6 +11,7 @@
 //! `pods` holds what they know about pods; `events` writes their events; `leader_election` the
 //! Lease protocol.
 
+pub mod api_errors;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

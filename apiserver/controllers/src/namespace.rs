@@ -17,6 +17,7 @@ use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::api_errors::{is_status, not_found};
 use crate::informers::Informer;
 use crate::{ControllerContext, ReconcileError};
 
@@ -229,8 +230,8 @@ async fn reconcile(
         .await
     {
         Ok(_) => info!(namespace = %name, "namespace emptied and finalized"),
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(e) if not_found(&e) => {}
+        Err(e) if is_status(&e, 409) => {
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
         Err(e) => return Err(e.into()),

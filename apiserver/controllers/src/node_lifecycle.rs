@@ -35,6 +35,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::ControllerContext;
+use crate::api_errors::is_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informers::Informer;
 
@@ -673,7 +674,7 @@ impl Lifecycle {
             .await;
         match api.delete(&pod.name_any(), &params).await {
             Ok(_) => info!(pod = %pod.name_any(), "evicted from a NoExecute-tainted node"),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
             Err(e) => warn!(pod = %pod.name_any(), error = %e, "eviction failed"),
         }
     }

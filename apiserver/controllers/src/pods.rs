@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::labels::{Selector, SelectorExt};
 
+use crate::api_errors::not_found;
 use crate::events::{EventRecorder, EventType};
 
 /// Whether a pod is being deleted or has finished (it no longer counts as a replica).
@@ -206,7 +207,7 @@ where
         {
             Ok(written) if take => adopted.push(written),
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) if not_found(&e) => {}
             Err(e) => {
                 failure.get_or_insert(e);
             }

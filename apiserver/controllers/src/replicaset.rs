@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api_errors::not_found;
 use crate::events::{EventRecorder, EventType};
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -371,7 +372,7 @@ async fn reconcile<K: Replicated>(
                         )
                         .await;
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) if not_found(&e) => {}
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -431,7 +432,7 @@ async fn write_status<K: Replicated>(
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
         Err(e) => Err(ReconcileError::Api(e)),
     }
 }

@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use tracing::warn;
 
+use crate::api_errors::is_status;
 use crate::informers::Informer;
 use crate::{ControllerContext, ReconcileError};
 
@@ -113,9 +114,9 @@ async fn reconcile(ns: Arc<Namespace>, state: Arc<Publisher>) -> Result<Action, 
 fn ignore_exists<T>(result: Result<T, kube::Error>) -> Result<(), ReconcileError> {
     match result {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) if is_status(&e, 409) => Ok(()),
         // The namespace is going away.
-        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => Ok(()),
+        Err(e) if is_status(&e, 403) || is_status(&e, 404) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -28,6 +28,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use crate::api_errors::{is_status, not_found};
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, RevisionOwner};
@@ -780,10 +781,6 @@ fn error_policy(_set: Arc<StatefulSet>, err: &ReconcileError, _state: Arc<SetCon
     Action::requeue(Duration::from_secs(2))
 }
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
 async fn reconcile(
     obj: Arc<StatefulSet>,
     state: Arc<SetContext>,
@@ -889,7 +886,7 @@ async fn reconcile(
     ) {
         match revision_api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
+            Err(e) if not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -1008,7 +1005,7 @@ async fn carry_out(
                         )
                         .await;
                     }
-                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) if not_found(&e) => {}
                     Err(e) => {
                         event(
                             EventType::Warning,
@@ -1039,7 +1036,7 @@ async fn carry_out(
                         )
                         .await;
                     }
-                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) if not_found(&e) => {}
                     Err(e) => {
                         failure = Some(e.into());
                         break;
@@ -1053,7 +1050,7 @@ async fn carry_out(
                     .await
                 {
                     Ok(_) => {}
-                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) if not_found(&e) => {}
                     Err(e) => {
                         failure = Some(e.into());
                         break;
@@ -1088,7 +1085,7 @@ async fn write_status(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
         // Written from a stale copy: the newer object is on its way and brings another
         // reconcile, so nothing is overwritten with old news.
         Err(e) if is_status(&e, 409) => Ok(()),
