@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
@@ -41,6 +41,7 @@ use tracing::warn;
 
 use crate::api_errors::not_found;
 use crate::events::{EventRecorder, EventType};
+use crate::expectations::Expectations;
 use crate::informers::{self, Informer};
 use crate::pods;
 use crate::{ControllerContext, ReconcileError};
@@ -1085,94 +1086,6 @@ fn generate_name_with_index(job: &str, index: i32) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// In-flight writes.
-
-/// Pod creations, deletions and finalizer removals issued but not yet seen through the pod
-/// watch, per Job.
-#[derive(Default)]
-pub struct Expectations {
-    pending: Mutex<HashMap<String, InFlight>>,
-}
-
-#[derive(Default)]
-struct InFlight {
-    creates: HashSet<String>,
-    deletes: HashSet<String>,
-    finalizers: HashSet<String>,
-    since: Option<Instant>,
-}
-
-/// Creations and deletions older than this are given up (upstream's five minutes).
-const EXPECTATION_TTL: Duration = Duration::from_secs(300);
-
-impl Expectations {
-    /// Drops what `pods` show done; returns whether the creations and deletions are all
-    /// observed, and the uids whose finalizer removal is still in flight.
-    pub fn observe(&self, key: &str, pods: &[Arc<Pod>]) -> (bool, HashSet<String>) {
-        let mut map = self.pending.lock().expect("expectations lock");
-        let Some(p) = map.get_mut(key) else {
-            return (true, HashSet::new());
-        };
-        let names: HashSet<String> = pods.iter().map(|p| p.name_any()).collect();
-        let by_uid: HashMap<&str, &Pod> = pods.iter().map(|p| (uid_of(p), &**p)).collect();
-        p.creates.retain(|n| !names.contains(n));
-        p.deletes.retain(|u| {
-            by_uid
-                .get(u.as_str())
-                .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
-        });
-        p.finalizers.retain(|u| {
-            by_uid
-                .get(u.as_str())
-                .is_some_and(|p| has_tracking_finalizer(p))
-        });
-        let expired = p.since.is_some_and(|s| s.elapsed() > EXPECTATION_TTL);
-        if expired {
-            p.creates.clear();
-            p.deletes.clear();
-        }
-        let settled = p.creates.is_empty() && p.deletes.is_empty();
-        if settled {
-            p.since = None;
-        }
-        let removing = p.finalizers.clone();
-        if settled && removing.is_empty() {
-            map.remove(key);
-        }
-        (settled, removing)
-    }
-
-    fn expect_pods(&self, key: &str, creates: Vec<String>, deletes: Vec<String>) {
-        if creates.is_empty() && deletes.is_empty() {
-            return;
-        }
-        let mut map = self.pending.lock().expect("expectations lock");
-        let p = map.entry(key.to_owned()).or_default();
-        p.since.get_or_insert_with(Instant::now);
-        p.creates.extend(creates);
-        p.deletes.extend(deletes);
-    }
-
-    fn expect_finalizers_removed(&self, key: &str, uids: impl IntoIterator<Item = String>) {
-        let mut map = self.pending.lock().expect("expectations lock");
-        map.entry(key.to_owned())
-            .or_default()
-            .finalizers
-            .extend(uids);
-    }
-
-    fn finalizer_not_removed(&self, key: &str, uid: &str) {
-        if let Some(p) = self.pending.lock().expect("expectations lock").get_mut(key) {
-            p.finalizers.remove(uid);
-        }
-    }
-
-    pub fn forget(&self, key: &str) {
-        self.pending.lock().expect("expectations lock").remove(key);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The controller.
 
 /// The state shared by the Job reconciles and the orphan-pod loop.
@@ -1310,7 +1223,10 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
         return finished(&job, &in_namespace, &pod_api, &job_api).await;
     }
 
-    let (settled, removing) = state.expectations.observe(&key, &in_namespace);
+    let (settled, removing) =
+        state
+            .expectations
+            .observe(&key, &in_namespace, has_tracking_finalizer);
     let backoff = state
         .backoff
         .lock()
@@ -1409,8 +1325,8 @@ async fn reconcile(job: Arc<Job>, state: Arc<JobContext>) -> Result<Action, Reco
             }
         }
     }
-    let created_names = created.pods.iter().map(|p| p.name_any()).collect();
-    state.expectations.expect_pods(&key, created_names, deleted);
+    let created_uids = created.pods.iter().map(|p| uid_of(p).to_owned()).collect();
+    state.expectations.expect(&key, created_uids, deleted);
     if undeleted > 0 {
         if !plan.uncount_deleted {
             // A failing Job is declared failed only once all its active pods are going.
