@@ -8,7 +8,8 @@
 //! `history_to_delete`, `track_jobs` and `decide` are the pure decisions; `reconcile` carries
 //! them out through the API and asks to be woken at the next scheduled time. Job names are
 //! derived from the scheduled minute, so a create that finds the Job already there means it
-//! was made before.
+//! was made before. A reconcile reads the CronJob's own Jobs from the Job informer's
+//! controller-owner index.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,9 +9,13 @@
 //! The decisions (`node_fit`, `manage`, `rolling_update`, `count`, `surplus_history`) are
 //! pure; `reconcile` carries them out through the API. The revisions themselves (data,
 //! numbering, collisions) are `history`'s, shared with the StatefulSet controller; what is
-//! the DaemonSet's own is folding duplicate revisions and moving their pods' hash labels. Creations and deletions in flight are
-//! remembered (`Expectations`) so a reconcile that runs before the pod watch has caught up
-//! does not create or delete twice; failed daemon pods are replaced with a per-node backoff.
+//! the DaemonSet's own is folding duplicate revisions and moving their pods' hash labels.
+//! Pods and revisions are read from their informers' namespace indexes, nodes from the whole
+//! node store; claiming and slow-start creation are `pods`'s. Creations and deletions in
+//! flight are remembered (`Expectations`) so a reconcile that runs before the pod watch has
+//! caught up does not create or delete twice; failed daemon pods are replaced with a per-node
+//! backoff (its own: unlike the Job's, which counts failures since the last success from pod
+//! finish times, it is per node and grows with each replacement).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -6,6 +6,8 @@
 //! The decisions (`rollout_step` and friends) are pure; `reconcile` applies them through the
 //! API. ReplicaSets are written; pods are the ReplicaSet controller's business. ReplicaSets
 //! are named by `history::template_hash`, the hash ControllerRevisions are named by too.
+//! ReplicaSets are read from their informer's namespace index, the pods of old ReplicaSets
+//! from the pod informer's controller-owner index.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

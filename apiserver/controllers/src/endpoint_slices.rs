@@ -6,7 +6,9 @@
 //! removes them with it.
 //!
 //! `desired_slices` is the pure decision, `assign` matches it to the existing slices so that
-//! slices are updated in place rather than replaced; `reconcile` writes the difference.
+//! slices are updated in place rather than replaced; `reconcile` writes the difference. A
+//! Service's pods come from the pod informer's namespace index, its slices from the slice
+//! informer's controller-owner index.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

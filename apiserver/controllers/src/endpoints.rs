@@ -5,7 +5,8 @@
 //! whoever writes their Endpoints (the `kubernetes` Service's are the API server's).
 //!
 //! `backends` (which pods back a Service and on which ports) is shared with the EndpointSlice
-//! controller; `subsets` is this controller's pure decision.
+//! controller; `subsets` is this controller's pure decision. Pods and Services are read
+//! from their informers' namespace indexes (a Service only selects pods of its namespace).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

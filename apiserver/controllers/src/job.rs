@@ -17,6 +17,10 @@
 //! has a TTL, deletes the Job when the TTL expires (the TTL-after-finished controller's work).
 //! A second small loop over pods releases the finalizer of pods whose Job is gone, finished or
 //! no longer their controller (upstream's orphan-pod queue).
+//!
+//! A reconcile reads its namespace's pods from the pod informer's namespace index; claiming
+//! and slow-start creation are `pods`'s, and the creations, deletions and finalizer removals
+//! in flight are remembered in the shared `Expectations`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;

@@ -4,12 +4,23 @@
 //! a kubeconfig, under Lease-based leader election so several copies are safe.
 //!
 //! One file per controller: `replicaset` (ReplicaSets and ReplicationControllers),
-//! `deployment`, `daemonset`, `statefulset`, `job`, `cronjob`, `garbage_collector`,
-//! `namespace`, `service_account` (default service accounts and the root CA ConfigMap),
-//! `endpoints`, `endpoint_slices` and `node_lifecycle` (node health, taints and eviction).
-//! `informers` shares one watch per kind between them;
-//! `pods` holds what they know about pods; `events` writes their events; `leader_election` the
-//! Lease protocol.
+//! `deployment`, `daemonset`, `statefulset`, `job` (with the TTL-after-finished cleanup),
+//! `cronjob`, `garbage_collector`, `namespace`, `service_account` (default service accounts
+//! and the root CA ConfigMap), `endpoints`, `endpoint_slices` and `node_lifecycle` (node
+//! health, taints and eviction).
+//!
+//! What they share:
+//! - `informers`: one watch per kind, reflected into a store, with `Indexes` by namespace and
+//!   by controller owner uid so a reconcile reads the objects it concerns instead of scanning
+//!   the kind;
+//! - `pods`: what workload controllers know about pods, claiming (adopt/release) and
+//!   slow-start creation;
+//! - `expectations`: pod creations, deletions and finalizer removals issued but not yet seen;
+//! - `history`: ControllerRevisions for DaemonSets and StatefulSets, and the template hash
+//!   that also names a Deployment's ReplicaSets;
+//! - `node_fit`: whether a pod spec fits a node (node name, selector, affinity, taints);
+//! - `api_errors`: what an API error says (status code, namespace terminating);
+//! - `events`: writing their events; `leader_election`: the Lease protocol.
 
 pub mod api_errors;
 pub mod cronjob;

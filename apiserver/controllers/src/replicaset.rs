@@ -4,7 +4,9 @@
 //!
 //! `plan` is the pure decision; `reconcile` carries it out through the API. Creations and
 //! deletions in flight are remembered (`Expectations`) so a reconcile that runs before the
-//! pod watch has caught up does not create or delete twice.
+//! pod watch has caught up does not create or delete twice. A reconcile reads its namespace's
+//! pods from the pod informer's namespace index; claiming and slow-start creation are
+//! `pods`'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -8,7 +8,8 @@
 //! The decisions are pure functions (`plan`, `revisions_to_delete`, `new_pod`, `claims_for`,
 //! `desired_claim_owners`); `reconcile` carries them out through the API. The revisions
 //! themselves (data, numbering, collisions) are `history`'s, shared with the DaemonSet
-//! controller. Pod creations and deletions in flight are remembered so a reconcile that runs before
+//! controller. Pods and revisions are read from their informers' namespace indexes; claiming
+//! is `pods`'s. Pod creations and deletions in flight are remembered so a reconcile that runs before
 //! the pod watch has caught up does not repeat them.
 
 use std::collections::{BTreeMap, HashSet};
