@@ -9,8 +9,8 @@
 //! `desired_claim_owners`); `reconcile` carries them out through the API. The revisions
 //! themselves (data, numbering, collisions) are `history`'s, shared with the DaemonSet
 //! controller. Pods and revisions are read from their informers' namespace indexes; claiming
-//! is `pods`'s. Pod creations and deletions in flight are remembered so a reconcile that runs before
-//! the pod watch has caught up does not repeat them.
+//! is `pods`'s. Pod creations and deletions in flight are remembered so a reconcile that runs
+//! before the pod watch has caught up does not repeat them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
