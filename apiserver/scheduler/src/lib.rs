@@ -84,7 +84,7 @@ pub struct ClusterView<'a> {
     /// Whether any bound pod has pod affinity or anti-affinity terms.
     pub pod_affinity_in_use: bool,
     /// Pending pods nominated to each node by an earlier preemption.
-    pub nominated: &'a dyn Fn(&str) -> Vec<Arc<Pod>>,
+    pub nominated: &'a (dyn Fn(&str) -> Vec<Arc<Pod>> + Sync),
     /// The Services and controllers that define a pod's peers for default spreading.
     pub peers: Option<default_spread::Peers<'a>>,
 }
