@@ -39,6 +39,15 @@ pub fn apiserver_binary() -> PathBuf {
         .join("apiserver")
 }
 
+/// Path of the `nodeagent` binary under test (beside the `apiserver` one, or
+/// `$NODEAGENT_BIN`).
+pub fn nodeagent_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("NODEAGENT_BIN") {
+        return PathBuf::from(p);
+    }
+    apiserver_binary().with_file_name("nodeagent")
+}
+
 /// Path of a stock kubectl binary.
 pub fn kubectl_binary(version: &str) -> PathBuf {
     PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"))
