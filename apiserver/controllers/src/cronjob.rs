@@ -25,7 +25,7 @@ use kube::runtime::controller::{Action, Controller};
 
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api_errors::{is_status, namespace_terminating, not_found};
 use crate::events::{EventRecorder, EventType};
@@ -909,8 +909,7 @@ pub fn run(
 }
 
 fn error_policy(_obj: Arc<CronJob>, err: &ReconcileError, _ctx: Arc<CronJobContext>) -> Action {
-    warn!(error = %err, "cronjob reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    crate::retry_after_failure("cronjob reconcile failed", err)
 }
 
 /// The message of an API error (what Go's `err.Error()` shows), else the error itself.

@@ -37,7 +37,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::api_errors::{is_status, namespace_terminating, not_found};
 use crate::events::{EventRecorder, EventType};
@@ -855,8 +854,7 @@ pub fn run(
 }
 
 fn error_policy(_ds: Arc<DaemonSet>, err: &ReconcileError, _ctx: Arc<DaemonContext>) -> Action {
-    warn!(error = %err, "daemon set reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("daemon set reconcile failed", err)
 }
 
 async fn reconcile(

@@ -25,7 +25,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::history::template_hash;
 use crate::informers::{Indexes, Informer};
@@ -446,8 +445,7 @@ pub fn run(
 }
 
 fn error_policy(_d: Arc<Deployment>, err: &ReconcileError, _ctx: Arc<DeploymentContext>) -> Action {
-    warn!(error = %err, "deployment reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("deployment reconcile failed", err)
 }
 
 async fn event(state: &DeploymentContext, d: &Deployment, reason: &str, note: String) {

@@ -22,7 +22,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use tracing::warn;
 
 use crate::api_errors::is_status;
 use crate::endpoints::{self, Backend, PodMemberships, ResolvedPort};
@@ -219,8 +218,7 @@ pub fn run(
 }
 
 fn error_policy(_s: Arc<Service>, err: &ReconcileError, _ctx: Arc<SliceContext>) -> Action {
-    warn!(error = %err, "endpointslice reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("endpointslice reconcile failed", err)
 }
 
 async fn reconcile(

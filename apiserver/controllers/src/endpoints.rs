@@ -361,8 +361,7 @@ pub fn run(
 }
 
 fn error_policy(_s: Arc<Service>, err: &ReconcileError, _ctx: Arc<EndpointsContext>) -> Action {
-    warn!(error = %err, "endpoints reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("endpoints reconcile failed", err)
 }
 
 async fn reconcile(

@@ -41,7 +41,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::api_errors::not_found;
 use crate::events::{EventRecorder, EventType};
@@ -1145,13 +1144,17 @@ pub fn run(
 }
 
 fn error_policy(job: Arc<Job>, err: &ReconcileError, _state: Arc<JobContext>) -> Action {
-    warn!(job = %job.name_any(), error = %err, "job reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure(&format!("job {} reconcile failed", job.name_any()), err)
 }
 
 fn orphan_error_policy(pod: Arc<Pod>, err: &ReconcileError, _state: Arc<JobContext>) -> Action {
-    warn!(pod = %pod.name_any(), error = %err, "releasing a job-tracking finalizer failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure(
+        &format!(
+            "releasing the job-tracking finalizer of pod {} failed",
+            pod.name_any()
+        ),
+        err,
+    )
 }
 
 fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {

@@ -88,6 +88,23 @@ pub enum ReconcileError {
     Retry(String),
 }
 
+/// What a controller does after a failed reconcile: a conflict (its write lost a race with a
+/// newer version, which its own event brings) is retried soon and quietly; anything else is
+/// logged and retried after two seconds.
+pub fn retry_after_failure(what: &str, err: &ReconcileError) -> kube::runtime::controller::Action {
+    use std::time::Duration;
+    match err {
+        ReconcileError::Api(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(error = %err, "{what}; retrying");
+            kube::runtime::controller::Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(error = %err, "{what}");
+            kube::runtime::controller::Action::requeue(Duration::from_secs(2))
+        }
+    }
+}
+
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api_errors::{is_status, not_found};
 use crate::informers::Informer;
@@ -147,8 +147,7 @@ pub fn run(
 }
 
 fn error_policy(_ns: Arc<Namespace>, err: &ReconcileError, _ctx: Arc<ControllerContext>) -> Action {
-    warn!(error = %err, "namespace reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("namespace reconcile failed", err)
 }
 
 async fn reconcile(

@@ -23,7 +23,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::expectations::Expectations;
 use crate::informers::{Indexes, Informer};
@@ -292,8 +291,7 @@ fn error_policy<K: Replicated>(
     err: &ReconcileError,
     _ctx: Arc<ReplicaContext>,
 ) -> Action {
-    warn!(kind = K::kind(&()).as_ref(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure(&format!("{} reconcile failed", K::kind(&())), err)
 }
 
 async fn reconcile<K: Replicated>(

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
@@ -15,7 +14,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
-use tracing::warn;
 
 use crate::api_errors::is_status;
 use crate::informers::Informer;
@@ -56,8 +54,7 @@ pub fn run(
 }
 
 fn error_policy(_ns: Arc<Namespace>, err: &ReconcileError, _ctx: Arc<Publisher>) -> Action {
-    warn!(error = %err, "service account reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("service account reconcile failed", err)
 }
 
 async fn reconcile(ns: Arc<Namespace>, state: Arc<Publisher>) -> Result<Action, ReconcileError> {

@@ -27,7 +27,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::api_errors::{is_status, not_found};
 use crate::events::{EventRecorder, EventType};
@@ -778,8 +777,7 @@ pub fn run(
 }
 
 fn error_policy(_set: Arc<StatefulSet>, err: &ReconcileError, _state: Arc<SetContext>) -> Action {
-    warn!(error = %err, "statefulset reconcile failed");
-    Action::requeue(Duration::from_secs(2))
+    crate::retry_after_failure("statefulset reconcile failed", err)
 }
 
 async fn reconcile(
