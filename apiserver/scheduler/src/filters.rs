@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use controllers::node_fit::{affinity_matches, tolerated, untolerated_taint};
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, PodSpec, Taint};
 use kube::ResourceExt;
 
 use crate::resources::{milli, pod_requests};
@@ -81,15 +81,17 @@ fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
 /// Why `node` cannot take `pod`, or Ok when it can. Filters run in upstream's order and the
 /// first that fails answers (resource fit names every resource that is short).
 pub fn check(pod: &Pod, node: &Node, used: &NodeUsage) -> Result<(), Vec<String>> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let node_spec = node.spec.clone().unwrap_or_default();
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    let empty_spec = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty_spec);
+    let empty_node_spec = NodeSpec::default();
+    let node_spec = node.spec.as_ref().unwrap_or(&empty_node_spec);
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
     let unschedulable = Taint {
         key: "node.kubernetes.io/unschedulable".into(),
         effect: "NoSchedule".into(),
         ..Taint::default()
     };
-    if node_spec.unschedulable == Some(true) && !tolerated(&tolerations, &unschedulable) {
+    if node_spec.unschedulable == Some(true) && !tolerated(tolerations, &unschedulable) {
         return Err(vec!["node(s) were unschedulable".to_owned()]);
     }
     if let Some(want) = spec.node_name.as_deref().filter(|n| !n.is_empty())
@@ -130,11 +132,12 @@ pub fn check(pod: &Pod, node: &Node, used: &NodeUsage) -> Result<(), Vec<String>
 
 /// `Too many pods` and `Insufficient <resource>` for requests beyond what is left.
 pub fn resource_shortfalls(pod: &Pod, node: &Node, used: &NodeUsage) -> Vec<String> {
+    let empty = BTreeMap::new();
     let allocatable = node
         .status
         .as_ref()
-        .and_then(|s| s.allocatable.clone().or(s.capacity.clone()))
-        .unwrap_or_default();
+        .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+        .unwrap_or(&empty);
     let mut why = Vec::new();
     let max_pods = allocatable
         .get("pods")

@@ -99,7 +99,7 @@ fn fits_with_nominated(
     view: &ClusterView<'_>,
 ) -> Result<(), Vec<String>> {
     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-    let holding: Vec<Arc<Pod>> = (view.nominated)(&info.name())
+    let holding: Vec<Arc<Pod>> = (view.nominated)(info.node.metadata.name.as_deref().unwrap_or(""))
         .into_iter()
         .filter(|p| p.metadata.uid != pod.metadata.uid)
         .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) >= priority)

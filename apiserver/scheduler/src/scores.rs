@@ -19,12 +19,13 @@ pub const DEFAULTS: [(&str, i64); 2] = [("cpu", DEFAULT_CPU), ("memory", DEFAULT
 
 /// The fraction of `name` in use on the node once `pod` is added (0.0–1.0).
 fn fraction(pod: &Pod, node: &Node, used: &NodeUsage, name: &str, default: i64) -> f64 {
-    let allocatable = node
+    let has = node
         .status
         .as_ref()
-        .and_then(|s| s.allocatable.clone().or(s.capacity.clone()))
-        .unwrap_or_default();
-    let has = allocatable.get(name).map(milli).unwrap_or(0);
+        .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+        .and_then(|a| a.get(name))
+        .map(milli)
+        .unwrap_or(0);
     if has <= 0 {
         return 1.0;
     }
