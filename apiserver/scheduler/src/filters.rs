@@ -102,7 +102,7 @@ pub fn check(pod: &Pod, node: &Node, used: &NodeUsage) -> Result<(), Vec<String>
         ]);
     }
     let taints = node_spec.taints.as_deref().unwrap_or_default();
-    if let Some(taint) = untolerated_taint(taints, &tolerations, |t| {
+    if let Some(taint) = untolerated_taint(taints, tolerations, |t| {
         t.effect == "NoSchedule" || t.effect == "NoExecute"
     }) {
         return Err(vec![format!(
