@@ -12,6 +12,18 @@ pub fn not_found(e: &kube::Error) -> bool {
     is_status(e, 404)
 }
 
+/// The outcome of a status write guarded by the resourceVersion the controller read: done,
+/// or settled without it when the object is gone (404) or the controller's copy was stale
+/// (409: the newer object is on its way and brings another reconcile, so nothing is
+/// overwritten with old news).
+pub fn settle_status_write<T>(written: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if not_found(&e) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `e` refuses a creation because the namespace is being deleted: the
 /// `NamespaceTerminating` cause, or a 403 saying so where the server gives no cause.
 pub fn namespace_terminating(e: &kube::Error) -> bool {
@@ -45,6 +57,14 @@ mod tests {
             });
         }
         kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn guarded_status_writes_settle_on_gone_or_stale_objects_only() {
+        assert!(settle_status_write(Ok::<(), _>(())).is_ok());
+        assert!(settle_status_write::<()>(Err(api(404, "gone", None))).is_ok());
+        assert!(settle_status_write::<()>(Err(api(409, "stale", None))).is_ok());
+        assert!(settle_status_write::<()>(Err(api(500, "broken", None))).is_err());
     }
 
     #[test]

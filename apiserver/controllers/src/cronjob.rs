@@ -27,7 +27,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use crate::api_errors::{is_status, namespace_terminating, not_found};
+use crate::api_errors::{is_status, namespace_terminating, not_found, settle_status_write};
 use crate::events::{EventRecorder, EventType};
 use crate::informers::{Indexes, Informer};
 use crate::pods;
@@ -1197,17 +1197,10 @@ async fn write_status(
         "lastScheduleTime": after.last_schedule_time,
         "lastSuccessfulTime": after.last_successful_time,
     }});
-    match api
+    let written = api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if not_found(&e) => Ok(()),
-        // Written from a stale copy: the newer object is on its way and brings another
-        // reconcile, so nothing is overwritten with old news.
-        Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    Ok(settle_status_write(written)?)
 }
 
 #[cfg(test)]

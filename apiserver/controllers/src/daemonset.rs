@@ -38,7 +38,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api_errors::{is_status, namespace_terminating, not_found};
+use crate::api_errors::{namespace_terminating, not_found, settle_status_write};
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, RevisionOwner};
@@ -1182,7 +1182,7 @@ async fn write_status(
         status["collisionCount"] = json!(collision_count);
     }
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), d.namespace());
-    match api
+    let written = api
         .patch_status(
             d.name(),
             &PatchParams::default(),
@@ -1191,15 +1191,8 @@ async fn write_status(
                 "status": status,
             })),
         )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if not_found(&e) => Ok(()),
-        // Written from a stale copy: the newer object is on its way and brings another
-        // reconcile, so nothing is overwritten with old news.
-        Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    Ok(settle_status_write(written)?)
 }
 
 #[cfg(test)]

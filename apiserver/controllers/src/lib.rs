@@ -94,7 +94,7 @@ pub enum ReconcileError {
 pub fn retry_after_failure(what: &str, err: &ReconcileError) -> kube::runtime::controller::Action {
     use std::time::Duration;
     match err {
-        ReconcileError::Api(kube::Error::Api(s)) if s.code == 409 => {
+        ReconcileError::Api(e) if api_errors::is_status(e, 409) => {
             tracing::debug!(error = %err, "{what}; retrying");
             kube::runtime::controller::Action::requeue(Duration::from_millis(200))
         }

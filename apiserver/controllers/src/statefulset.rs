@@ -28,7 +28,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api_errors::{is_status, not_found};
+use crate::api_errors::{is_status, not_found, settle_status_write};
 use crate::events::{EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, RevisionOwner};
@@ -1079,17 +1079,10 @@ async fn write_status(
         "collisionCount": status.collision_count,
     }});
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), set.namespace());
-    match api
+    let written = api
         .patch_status(set.name(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if not_found(&e) => Ok(()),
-        // Written from a stale copy: the newer object is on its way and brings another
-        // reconcile, so nothing is overwritten with old news.
-        Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    Ok(settle_status_write(written)?)
 }
 
 #[cfg(test)]
