@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::labels::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -1026,52 +1026,12 @@ async fn sync_nodes(
         .collect();
     let mut failure = made.error;
 
-    let mut deleted = Vec::new();
-    let results = futures::future::join_all(sync.delete.iter().take(BURST).map(|pod| {
-        let api = pod_api.clone();
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        async move { (pod, api.delete(&pod.name_any(), &params).await) }
-    }))
-    .await;
-    for (pod, result) in results {
-        let name = pod.name_any();
-        match result {
-            Ok(_) => {
-                deleted.extend(pod.metadata.uid.clone());
-                state
-                    .recorder
-                    .record(
-                        reference,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        "Delete",
-                        format!("Deleted pod: {name}"),
-                    )
-                    .await;
-            }
-            Err(e) if not_found(&e) => {}
-            Err(e) => {
-                state
-                    .recorder
-                    .record(
-                        reference,
-                        EventType::Warning,
-                        "FailedDelete",
-                        "Delete",
-                        format!("Error deleting: {e}"),
-                    )
-                    .await;
-                failure.get_or_insert(e);
-            }
-        }
+    let doomed: Vec<&Pod> = sync.delete.iter().take(BURST).collect();
+    let deleted = pods::delete_recorded(&pod_api, &doomed, &state.recorder, reference).await;
+    if let Some(e) = deleted.error {
+        failure.get_or_insert(e);
     }
-    state.expectations.expect(key, created, deleted);
+    state.expectations.expect(key, created, deleted.uids);
     failure
 }
 

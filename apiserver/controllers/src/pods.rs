@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::labels::{Selector, SelectorExt};
 
 use crate::api_errors::not_found;
@@ -278,6 +278,68 @@ pub async fn create_slow_start(
         }
     }
     created
+}
+
+/// What `delete_recorded` deleted.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// The uids of the pods deleted.
+    pub uids: Vec<String>,
+    /// The first failure.
+    pub error: Option<kube::Error>,
+}
+
+/// Deletes `pods` at once, each only if it is still the same pod (uid precondition), and
+/// records SuccessfulDelete/FailedDelete events as upstream's pod control does; a pod
+/// already gone is no failure and no event.
+pub async fn delete_recorded(
+    api: &Api<Pod>,
+    pods: &[&Pod],
+    recorder: &EventRecorder,
+    reference: &ObjectReference,
+) -> Deleted {
+    let results = futures::future::join_all(pods.iter().map(|pod| {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        async move { (*pod, api.delete(&pod.name_any(), &params).await) }
+    }))
+    .await;
+    let mut deleted = Deleted::default();
+    for (pod, result) in results {
+        match result {
+            Ok(_) => {
+                deleted.uids.extend(pod.metadata.uid.clone());
+                recorder
+                    .record(
+                        reference,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        "Delete",
+                        format!("Deleted pod: {}", pod.name_any()),
+                    )
+                    .await;
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => {
+                recorder
+                    .record(
+                        reference,
+                        EventType::Warning,
+                        "FailedDelete",
+                        "Delete",
+                        format!("Error deleting: {e}"),
+                    )
+                    .await;
+                deleted.error.get_or_insert(e);
+            }
+        }
+    }
+    deleted
 }
 
 /// A pod for `template`, named `<prefix><random>` by the server, owned by `owner`.

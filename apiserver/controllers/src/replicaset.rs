@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api_errors::not_found;
-use crate::events::{EventRecorder, EventType};
+use crate::events::EventRecorder;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -348,37 +348,12 @@ async fn reconcile<K: Replicated>(
                 .collect();
             failure = made.error;
         }
-        let mut deleted = Vec::new();
-        for pod in &plan.delete {
-            let name = pod.name_any();
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pod.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match pod_api.delete(&name, &params).await {
-                Ok(_) => {
-                    deleted.extend(pod.metadata.uid.clone());
-                    state
-                        .recorder
-                        .record(
-                            &reference,
-                            EventType::Normal,
-                            "SuccessfulDelete",
-                            "Delete",
-                            format!("Deleted pod: {name}"),
-                        )
-                        .await;
-                }
-                Err(e) if not_found(&e) => {}
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
+        let doomed: Vec<&Pod> = plan.delete.iter().collect();
+        let deleted = pods::delete_recorded(&pod_api, &doomed, &state.recorder, &reference).await;
+        if let Some(e) = deleted.error {
+            failure.get_or_insert(e);
         }
-        state.expectations.expect(&key, created, deleted);
+        state.expectations.expect(&key, created, deleted.uids);
     }
 
     write_status::<K>(&target, &plan.counts, &client, failure.as_ref()).await?;
