@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::ControllerContext;
@@ -545,45 +545,37 @@ impl Lifecycle {
     }
 
     async fn write_conditions(&self, node: &Node, conditions: Vec<NodeCondition>) -> Option<Node> {
-        let api: Api<Node> = Api::all(self.ctx.client.clone());
-        let patch = json!({
-            "metadata": {"resourceVersion": node.resource_version()},
-            "status": {"conditions": conditions},
-        });
-        match api
-            .patch_status(
-                &node.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(n) => Some(n),
-            // A newer status arrived meanwhile: the next pass judges it.
-            Err(e) => {
-                warn!(node = %node.name_any(), error = %e, "updating node conditions failed");
-                None
-            }
-        }
+        self.write_node(
+            node,
+            json!({"status": {"conditions": conditions}}),
+            "conditions",
+        )
+        .await
     }
 
     async fn write_taints(&self, node: &Node, taints: Vec<Taint>) -> Option<Node> {
-        let api: Api<Node> = Api::all(self.ctx.client.clone());
-        let patch = json!({
-            "metadata": {"resourceVersion": node.resource_version()},
-            "spec": {"taints": taints},
-        });
-        match api
-            .patch(
-                &node.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+        self.write_node(node, json!({"spec": {"taints": taints}}), "taints")
             .await
-        {
+    }
+
+    /// Merge-patches `change` (a `status` or `spec` part) onto the node as it was read; a
+    /// newer node meanwhile makes the write fail, and the next pass judges that one.
+    async fn write_node(&self, node: &Node, mut change: Value, what: &str) -> Option<Node> {
+        let api: Api<Node> = Api::all(self.ctx.client.clone());
+        let name = node.name_any();
+        let to_status = change.get("status").is_some();
+        change["metadata"] = json!({"resourceVersion": node.resource_version()});
+        let params = PatchParams::default();
+        let patch = Patch::Merge(&change);
+        let written = if to_status {
+            api.patch_status(&name, &params, &patch).await
+        } else {
+            api.patch(&name, &params, &patch).await
+        };
+        match written {
             Ok(n) => Some(n),
             Err(e) => {
-                warn!(node = %node.name_any(), error = %e, "updating node taints failed");
+                warn!(node = %name, error = %e, "updating node {what} failed");
                 None
             }
         }
