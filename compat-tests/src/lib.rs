@@ -176,6 +176,37 @@ impl TestCluster {
             .expect("starting kubectl")
     }
 
+    /// `kubectl apply -f` of a manifest given as text, asserting success.
+    #[track_caller]
+    pub fn apply(&self, version: &str, manifest: &str) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("manifest.yaml");
+        std::fs::write(&file, manifest).expect("writing the manifest");
+        let path = file.to_str().expect("utf-8 temp path");
+        self.kubectl(version, &["apply", "-f", path]).ok()
+    }
+
+    /// Starts a server with its controllers and scheduler (and `extra` flags), registers
+    /// `nodes` kept alive by a heartbeat double, and starts bound pods with a pod status
+    /// double, in place of node agents.
+    pub async fn start_with_node_doubles(
+        nodes: &[node_heartbeat_double::TestNode],
+        extra: &[&str],
+    ) -> Result<(
+        TestCluster,
+        node_heartbeat_double::NodeHeartbeatDouble,
+        pod_status_double::PodStatusDouble,
+    )> {
+        let mut flags = vec!["--embedded-controllers=true", "--embedded-scheduler=true"];
+        flags.extend_from_slice(extra);
+        let cluster = TestCluster::start_with(&flags)?;
+        let client = cluster.client().await?;
+        let heartbeats =
+            node_heartbeat_double::NodeHeartbeatDouble::register(client.clone(), nodes).await?;
+        let kubelet = pod_status_double::PodStatusDouble::start(client);
+        Ok((cluster, heartbeats, kubelet))
+    }
+
     /// A kube-rs client authenticated as the admin.
     pub async fn client(&self) -> Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;

@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use compat_tests::node_heartbeat_double::{NodeHeartbeatDouble, TestNode};
-use compat_tests::pod_status_double::PodStatusDouble;
+use compat_tests::node_heartbeat_double::TestNode;
 use compat_tests::{TestCluster, eventually};
 use serde_json::Value;
 
@@ -18,25 +17,6 @@ const V: &str = "1.33";
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap()
-}
-
-async fn cluster_with(nodes: &[TestNode]) -> (TestCluster, NodeHeartbeatDouble, PodStatusDouble) {
-    let cluster = TestCluster::start_with_controllers().unwrap();
-    let client = cluster.client().await.unwrap();
-    let heartbeats = NodeHeartbeatDouble::register(client.clone(), nodes)
-        .await
-        .unwrap();
-    let kubelet = PodStatusDouble::start(client);
-    (cluster, heartbeats, kubelet)
-}
-
-fn apply(cluster: &TestCluster, manifest: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("manifest.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    cluster
-        .kubectl(V, &["apply", "-f", file.to_str().unwrap()])
-        .ok();
 }
 
 /// Node name of each pod with `selector`, "" for pods not bound.
@@ -67,9 +47,11 @@ fn per_node(nodes: &[String]) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anti_affinity_keeps_replicas_apart_and_affinity_brings_a_pod_to_its_peer() {
     let (cluster, _nodes, _kubelet) =
-        cluster_with(&[TestNode::named("n1"), TestNode::named("n2")]).await;
-    apply(
-        &cluster,
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1"), TestNode::named("n2")], &[])
+            .await
+            .unwrap();
+    cluster.apply(
+        V,
         r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -140,8 +122,8 @@ spec:
     );
 
     // A cache pod that must sit next to a db pod, and prefers n2: it goes where a db pod is.
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod
@@ -162,8 +144,8 @@ spec:
     .expect("the cache pod was not placed");
     assert!(node == "n1" || node == "n2", "{node}");
     // Nothing matches this affinity anywhere but itself does not match it: it waits.
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod
@@ -195,9 +177,11 @@ async fn topology_spread_balances_zones_that_resource_scoring_would_not() {
         TestNode::named("a2").label("topology.kubernetes.io/zone", "a"),
         TestNode::named("b1").label("topology.kubernetes.io/zone", "b"),
     ];
-    let (cluster, _nodes, _kubelet) = cluster_with(&nodes).await;
-    apply(
-        &cluster,
+    let (cluster, _nodes, _kubelet) = TestCluster::start_with_node_doubles(&nodes, &[])
+        .await
+        .unwrap();
+    cluster.apply(
+        V,
         r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -228,11 +212,14 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_priority_pod_preempts_a_low_priority_one_holding_its_room() {
-    let (cluster, _nodes, _kubelet) = cluster_with(&[TestNode::named("n1")]).await;
+    let (cluster, _nodes, _kubelet) =
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
     k(&["create", "priorityclass", "high", "--value=1000"]);
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod
@@ -244,8 +231,8 @@ spec:
     );
     k(&["wait", "--for=condition=Ready", "pod/low", "--timeout=30s"]);
     let low_uid = k(&["get", "pod", "low", "-o", "jsonpath={.metadata.uid}"]);
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod
@@ -275,8 +262,8 @@ spec:
         "{events}"
     );
     // An equal-priority pod cannot preempt: it waits, saying so.
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use compat_tests::node_heartbeat_double::{NodeHeartbeatDouble, TestNode};
-use compat_tests::pod_status_double::PodStatusDouble;
 use compat_tests::{TestCluster, eventually};
 use serde_json::Value;
 
@@ -25,32 +24,6 @@ fn items(v: &Value) -> Vec<Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// A cluster with the controllers and scheduler, `nodes` registered and kept alive, and
-/// bound pods started.
-async fn cluster_with(
-    nodes: &[TestNode],
-    extra: &[&str],
-) -> (TestCluster, NodeHeartbeatDouble, PodStatusDouble) {
-    let mut flags = vec!["--embedded-controllers=true", "--embedded-scheduler=true"];
-    flags.extend_from_slice(extra);
-    let cluster = TestCluster::start_with(&flags).unwrap();
-    let client = cluster.client().await.unwrap();
-    let heartbeats = NodeHeartbeatDouble::register(client.clone(), nodes)
-        .await
-        .unwrap();
-    let kubelet = PodStatusDouble::start(client);
-    (cluster, heartbeats, kubelet)
-}
-
-fn apply(cluster: &TestCluster, manifest: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("manifest.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    cluster
-        .kubectl(V, &["apply", "-f", file.to_str().unwrap()])
-        .ok()
-}
-
 fn pod_field(pod: &Value, pointer: &str) -> String {
     pod.pointer(pointer)
         .and_then(Value::as_str)
@@ -61,7 +34,9 @@ fn pod_field(pod: &Value, pointer: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_list_their_ready_pods_in_endpoints_and_endpoint_slices() {
     let (cluster, _nodes, _kubelet) =
-        cluster_with(&[TestNode::named("n1"), TestNode::named("n2")], &[]).await;
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1"), TestNode::named("n2")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
     k(&[
         "create",
@@ -187,7 +162,10 @@ async fn services_list_their_ready_pods_in_endpoints_and_endpoint_slices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_to_completion_or_fail_at_their_backoff_limit() {
-    let (cluster, _nodes, _kubelet) = cluster_with(&[TestNode::named("n1")], &[]).await;
+    let (cluster, _nodes, _kubelet) =
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
 
     k(&[
@@ -236,8 +214,8 @@ async fn jobs_run_to_completion_or_fail_at_their_backoff_limit() {
     assert!(described.contains("Job completed"), "{described}");
 
     // Four completions, two at a time, indexed.
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: batch/v1
 kind: Job
@@ -281,8 +259,8 @@ spec:
     assert_eq!(indexes, ["0", "1", "2", "3"]);
 
     // A command that fails: one retry (after the backoff), then Failed.
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: batch/v1
 kind: Job
@@ -317,7 +295,10 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjobs_start_jobs_on_their_schedule() {
-    let (cluster, _nodes, _kubelet) = cluster_with(&[TestNode::named("n1")], &[]).await;
+    let (cluster, _nodes, _kubelet) =
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
     k(&[
         "create",
@@ -381,10 +362,12 @@ async fn daemonsets_run_one_pod_per_eligible_node_and_roll() {
         TestNode::named("n2"),
         TestNode::named("n3").taint("dedicated", "gpu", "NoSchedule"),
     ];
-    let (cluster, _nodes, _kubelet) = cluster_with(&nodes, &[]).await;
+    let (cluster, _nodes, _kubelet) = TestCluster::start_with_node_doubles(&nodes, &[])
+        .await
+        .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: apps/v1
 kind: DaemonSet
@@ -468,10 +451,12 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulsets_create_ordered_pods_with_claims_and_roll() {
     let (cluster, _nodes, _kubelet) =
-        cluster_with(&[TestNode::named("n1"), TestNode::named("n2")], &[]).await;
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1"), TestNode::named("n2")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Service
@@ -606,17 +591,18 @@ async fn a_silent_node_turns_unknown_is_tainted_and_loses_untolerating_pods() {
         TestNode::named("n1").label("topology.kubernetes.io/zone", "a"),
         TestNode::named("n2").label("topology.kubernetes.io/zone", "b"),
     ];
-    let (cluster, heartbeats, _kubelet) = cluster_with(
+    let (cluster, heartbeats, _kubelet) = TestCluster::start_with_node_doubles(
         &nodes,
         &[
             "--node-monitor-grace-period=2s",
             "--node-monitor-period=200ms",
         ],
     )
-    .await;
+    .await
+    .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
-    apply(
-        &cluster,
+    cluster.apply(
+        V,
         r#"
 apiVersion: v1
 kind: Pod
@@ -734,7 +720,9 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_a_deployment_mid_rollout_spreads_replicas_over_its_replica_sets() {
     let (cluster, _nodes, _kubelet) =
-        cluster_with(&[TestNode::named("n1"), TestNode::named("n2")], &[]).await;
+        TestCluster::start_with_node_doubles(&[TestNode::named("n1"), TestNode::named("n2")], &[])
+            .await
+            .unwrap();
     let k = |args: &[&str]| cluster.kubectl(V, args).ok();
     k(&[
         "create",
