@@ -657,22 +657,8 @@ pub async fn run(client: kube::Client, identity: String) -> anyhow::Result<()> {
     let mut node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_watch = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(namespace_writer)
-    .for_each(|_| futures::future::ready(()));
-    let (budgets, budget_writer) = reflector::store();
-    let budget_watch = watcher(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(budget_writer)
-    .for_each(|_| futures::future::ready(()));
+    let (namespaces, namespace_watch) = reflected::<Namespace>(&client);
+    let (budgets, budget_watch) = reflected::<PodDisruptionBudget>(&client);
     let (services, service_watch) = reflected::<Service>(&client);
     let (controllers, controller_watch) = reflected::<ReplicationController>(&client);
     let (replica_sets, replica_set_watch) = reflected::<ReplicaSet>(&client);
