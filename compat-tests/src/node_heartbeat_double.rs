@@ -42,15 +42,6 @@ impl TestNode {
     }
 }
 
-/// This machine's architecture as Go (and so Kubernetes) spells it.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 /// Registered nodes whose leases are renewed while alive.
 pub struct NodeHeartbeatDouble {
     beating: Arc<Mutex<Vec<String>>>,
@@ -75,7 +66,7 @@ impl NodeHeartbeatDouble {
             for (k, v) in [
                 ("kubernetes.io/hostname", n.name.as_str()),
                 ("kubernetes.io/os", "linux"),
-                ("kubernetes.io/arch", go_arch()),
+                ("kubernetes.io/arch", nodeagent::host::go_arch()),
             ] {
                 labels.entry(k.to_owned()).or_insert_with(|| v.to_owned());
             }
