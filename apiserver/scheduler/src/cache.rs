@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
 use crate::filters::NodeUsage;
+use crate::inter_pod_affinity::has_pod_affinity;
 
 /// One node as the scheduler sees it: the node, the pods bound (or assumed bound) to it that
 /// have not finished, and what they use.
@@ -95,14 +96,6 @@ fn nominated_node(pod: &Pod) -> Option<&str> {
         .as_ref()
         .and_then(|s| s.nominated_node_name.as_deref())
         .filter(|n| !n.is_empty())
-}
-
-/// Whether a pod has pod affinity or anti-affinity terms.
-pub fn has_pod_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
 impl ClusterCache {

@@ -214,7 +214,8 @@ fn count_at(counts: &TopologyCounts, key: &str, value: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn has_pod_affinity(pod: &Pod) -> bool {
+/// Whether a pod has pod affinity or anti-affinity terms.
+pub fn has_pod_affinity(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())

@@ -143,7 +143,7 @@ impl PodChecks {
             }
             None => None,
         };
-        let affinity = view.pod_affinity_in_use || cache::has_pod_affinity(pod);
+        let affinity = view.pod_affinity_in_use || inter_pod_affinity::has_pod_affinity(pod);
         PodChecks {
             spread,
             affinity: affinity
