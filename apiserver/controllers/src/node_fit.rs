@@ -18,7 +18,8 @@ pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
     tolerations.iter().any(|t| tolerates(t, taint))
 }
 
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+/// Whether one toleration tolerates `taint`.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     let effect_ok = t
         .effect
         .as_deref()

@@ -38,6 +38,7 @@ use crate::ControllerContext;
 use crate::api_errors::is_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informers::Informer;
+use crate::node_fit::tolerates;
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -270,23 +271,6 @@ pub fn merged_taints(current: &[Taint], wanted: &[Taint], now: Timestamp) -> Opt
         }
     }
     (out.len() != current.len() || out.iter().zip(current).any(|(a, b)| a != b)).then_some(out)
-}
-
-/// Whether a toleration covers a taint.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = t
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_ok = match t.key.as_deref() {
-        None | Some("") => t.operator.as_deref() == Some("Exists"),
-        Some(k) => k == taint.key,
-    };
-    let value_ok = match t.operator.as_deref() {
-        Some("Exists") => true,
-        _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    };
-    effect_ok && key_ok && value_ok
 }
 
 /// When a pod on a node with these taints must be evicted: `Some(now)`-or-earlier if a

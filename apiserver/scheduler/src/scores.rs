@@ -83,7 +83,7 @@ pub fn taint_toleration(pod: &Pod, nodes: &[&Node]) -> Vec<i64> {
                         tol.effect
                             .as_deref()
                             .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
-                            && controllers::node_fit::tolerated(std::slice::from_ref(tol), t)
+                            && controllers::node_fit::tolerates(tol, t)
                     })
                 })
                 .count() as i64
