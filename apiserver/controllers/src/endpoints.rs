@@ -20,11 +20,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::labels::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use tracing::warn;
 
 use crate::api_errors::{is_status, not_found};
@@ -351,7 +350,12 @@ pub fn run(
         .watches_shared_stream(endpoints.subscribe(), |ep: Arc<Endpoints>| {
             Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
         });
-    let deletions = delete_orphaned_endpoints(ctx.client.clone());
+    let deletions = delete_orphaned_endpoints(
+        ctx.client.clone(),
+        services.store(),
+        endpoints.store(),
+        services.subscribe(),
+    );
     async move {
         let reconciles = controller
             .run(reconcile, error_policy, state)
@@ -422,38 +426,39 @@ async fn reconcile(
     }
 }
 
-/// Deletes the Endpoints of Services as they are deleted, and, each time the Service watch
-/// (re)starts, Endpoints left behind by Services that no longer exist.
-fn delete_orphaned_endpoints(client: kube::Client) -> impl std::future::Future<Output = ()> {
-    let services: Api<Service> = Api::all(client.clone());
+/// Deletes the Endpoints of Services as they are deleted (the Service informer reports a
+/// deleted Service once it has left the store), and, once both stores are filled, the
+/// Endpoints left behind by Services deleted while no controller ran.
+fn delete_orphaned_endpoints(
+    client: kube::Client,
+    services: Store<Service>,
+    endpoints: Store<Endpoints>,
+    changes: impl futures::Stream<Item = Arc<Service>> + Send + 'static,
+) -> impl std::future::Future<Output = ()> {
+    let service_of =
+        |namespace: &str, name: &str| ObjectRef::<Service>::new(name).within(namespace);
     async move {
-        let mut events = watcher(services, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        let mut listed: HashSet<(String, String)> = HashSet::new();
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(watcher::Event::Delete(svc)) => {
-                    let ns = svc.namespace().unwrap_or_default();
-                    delete_endpoints(&client, &ns, &svc.name_any()).await;
-                }
-                Ok(watcher::Event::Init) => listed.clear(),
-                Ok(watcher::Event::InitApply(svc)) => {
-                    listed.insert((svc.namespace().unwrap_or_default(), svc.name_any()));
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let all: Api<Endpoints> = Api::all(client.clone());
-                    let Ok(list) = all.list_metadata(&ListParams::default()).await else {
-                        continue;
-                    };
-                    for ep in list.items {
-                        let key = (ep.namespace().unwrap_or_default(), ep.name_any());
-                        if !listed.contains(&key) {
-                            delete_endpoints(&client, &key.0, &key.1).await;
-                        }
-                    }
-                }
-                _ => {}
+        if services.wait_until_ready().await.is_err() || endpoints.wait_until_ready().await.is_err()
+        {
+            return;
+        }
+        for ep in endpoints.state() {
+            let namespace = ep.namespace().unwrap_or_default();
+            if services
+                .get(&service_of(&namespace, &ep.name_any()))
+                .is_none()
+            {
+                delete_endpoints(&client, &namespace, &ep.name_any()).await;
+            }
+        }
+        let mut changes = std::pin::pin!(changes);
+        while let Some(svc) = changes.next().await {
+            let namespace = svc.namespace().unwrap_or_default();
+            if services
+                .get(&service_of(&namespace, &svc.name_any()))
+                .is_none()
+            {
+                delete_endpoints(&client, &namespace, &svc.name_any()).await;
             }
         }
     }

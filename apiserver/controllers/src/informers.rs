@@ -207,7 +207,7 @@ where
 
     /// A stream of the objects as they change, deletions included. Must be taken before
     /// `start`.
-    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         assert!(
             self.writer.is_some(),
             "subscribe to an informer before starting it"
