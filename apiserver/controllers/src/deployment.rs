@@ -629,8 +629,12 @@ async fn reconcile(
                 continue;
             };
             let from = spec_replicas(rs);
-            let patch = json!({"spec": {"replicas": count}, "metadata": {"annotations": {
-                DESIRED_REPLICAS: replicas.to_string(), MAX_REPLICAS: (replicas + surge).to_string()}}});
+            // Guarded by the version read: a step decided on a stale copy fails with a
+            // conflict (and is decided again) instead of repeating a scaling and its event.
+            let patch = json!({"spec": {"replicas": count}, "metadata": {
+                "resourceVersion": rs.resource_version(),
+                "annotations": {DESIRED_REPLICAS: replicas.to_string(),
+                                MAX_REPLICAS: (replicas + surge).to_string()}}});
             *rs = rs_api
                 .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
