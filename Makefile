@@ -1,21 +1,38 @@
 # The two commands of this project: `make run` and `make test`.
 DATA_DIR ?= .data
 PORT ?= 6443
+NODE_NAME ?= $(shell hostname)
+NODE_PORT ?= 10250
 CARGO ?= cargo
 KUBECTL_DIR ?= /usr/lib/google-cloud-sdk/bin
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+PAUSE_IMAGE ?= nodeagent-pause:1
 
-.PHONY: run test check build bench certs tools python-venv
+.PHONY: run test check build bench certs tools python-venv images
 
-## Start a one-machine cluster in the foreground on the embedded store.
-run: tools
-	$(CARGO) build -p apiserver --bin apiserver
-	./target/debug/apiserver --data-dir "$(DATA_DIR)" --secure-port "$(PORT)"
+## Start a one-machine cluster in the foreground on the embedded store: the API server and,
+## where a Docker Engine is reachable, a node agent running pods as containers.
+run: tools images
+	$(CARGO) build -p apiserver -p nodeagent -p certs --bins
+	./scripts/run-cluster.sh "$(DATA_DIR)" "$(PORT)" "$(NODE_NAME)" "$(NODE_PORT)" ./target/debug
 
-## Run every test of the workspace (builds the binaries the compat tests drive first).
-test: tools python-venv
+## Run every test of the workspace (builds the binaries and images the tests drive first).
+test: tools python-venv images
 	$(CARGO) fetch
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+
+## The node agent's images, built offline (no registry here): the pod sandbox (a static
+## `pause` FROM scratch) and `busybox:latest` from Debian's busybox-static.
+images: tools
+	@if docker info >/dev/null 2>&1; then \
+		RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -q --release -p pause \
+			--target $(HOST_TRIPLE) --target-dir target/pause && \
+		./nodeagent/images/import.sh pause target/pause/$(HOST_TRIPLE)/release/pause $(PAUSE_IMAGE) && \
+		./nodeagent/images/import.sh busybox "$$(command -v busybox)" busybox:latest; \
+	else \
+		echo "images: no Docker Engine reachable; the node agent's Docker runtime cannot run here"; \
+	fi
 
 ## The official Python kubernetes client for the compat tests, in a venv of its own.
 PYTHON_VENV := target/python-venv
@@ -46,4 +63,6 @@ bench:
 tools:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (rustup toolchain)"; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	@command -v busybox >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q busybox-static >/dev/null; } || { echo "busybox-static is required (apt-get install busybox-static)"; exit 1; }
+	@command -v curl >/dev/null || { echo "curl is required"; exit 1; }
 	@for v in 1.32 1.33; do test -x "$(KUBECTL_DIR)/kubectl.$$v" || { echo "missing $(KUBECTL_DIR)/kubectl.$$v (the stock kubectl the compat tests drive)"; exit 1; }; done

@@ -197,6 +197,56 @@ impl Pki {
     }
 }
 
+/// The files of a node's identity, as `write_node_identity` makes them.
+pub struct NodeIdentity {
+    /// Client identity `system:node:<name>` (group `system:nodes`), the CA pinned.
+    pub kubeconfig: PathBuf,
+    /// The node's serving certificate (its streaming server) and key.
+    pub serving: CertFiles,
+    /// The CA its streaming server trusts for clients (the apiserver's kubelet client).
+    pub client_ca: PathBuf,
+}
+
+impl Pki {
+    /// Makes (or keeps) a node's identity in `dir`: a kubeconfig for `system:node:<node>`
+    /// against `server`, and a serving certificate for `address` and the node's name.
+    pub fn write_node_identity(
+        &self,
+        dir: &Path,
+        node: &str,
+        address: &str,
+        server: &str,
+    ) -> Result<NodeIdentity> {
+        fs::create_dir_all(dir)?;
+        let kubeconfig = dir.join("kubelet.kubeconfig");
+        self.ensure_kubeconfig(
+            &kubeconfig,
+            server,
+            &format!("system:node:{node}"),
+            &["system:nodes"],
+        )?;
+        let serving = CertFiles {
+            cert: dir.join("kubelet.crt"),
+            key: dir.join("kubelet.key"),
+        };
+        if !(serving.cert.exists() && serving.key.exists()) {
+            let made = self.issue_serving(
+                &format!("system:node:{node}"),
+                &[address.to_owned(), node.to_owned(), "localhost".to_owned()],
+            )?;
+            write_private(&serving.key, made.key_pem.as_bytes())?;
+            write_public(&serving.cert, made.cert_pem.as_bytes())?;
+        }
+        let client_ca = dir.join("ca.crt");
+        write_public(&client_ca, self.ca_cert_pem().as_bytes())?;
+        Ok(NodeIdentity {
+            kubeconfig,
+            serving,
+            client_ca,
+        })
+    }
+}
+
 /// The SANs a serving certificate gets by default: loopback names, the host name and `extra`.
 pub fn default_serving_hosts(extra: &[String]) -> Vec<String> {
     let mut hosts: Vec<String> = [

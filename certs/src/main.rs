@@ -1,6 +1,7 @@
 //! `certs`: issues more identities from a data dir's CA.
 //!
 //! `certs kubeconfig --pki-dir DIR --user NAME [--group G]... --server URL --out FILE`
+//! `certs node --pki-dir DIR --node-name NAME [--address IP] --server URL --out-dir DIR`
 
 use std::path::PathBuf;
 
@@ -30,6 +31,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a node's identity into a folder: `kubelet.kubeconfig` (system:node:NAME, group
+    /// system:nodes), the serving certificate `kubelet.crt`/`kubelet.key`, and `ca.crt`.
+    Node {
+        #[arg(long)]
+        pki_dir: PathBuf,
+        #[arg(long)]
+        node_name: String,
+        /// The address the node's streaming server is reached at.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -47,6 +63,17 @@ fn main() -> Result<()> {
             let config = certs::kubeconfig(&server, pki.ca_cert_pem(), &user, &client);
             certs::write_private(&out, config.as_bytes())?;
             println!("wrote {}", out.display());
+        }
+        Command::Node {
+            pki_dir,
+            node_name,
+            address,
+            server,
+            out_dir,
+        } => {
+            let pki = certs::Pki::load_or_create(&pki_dir)?;
+            let identity = pki.write_node_identity(&out_dir, &node_name, &address, &server)?;
+            println!("wrote {}", identity.kubeconfig.display());
         }
     }
     Ok(())

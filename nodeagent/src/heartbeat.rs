@@ -116,9 +116,24 @@ pub async fn renew_lease(client: &kube::Client, node: &Node) -> Result<()> {
 
 /// Registers the node and keeps it alive until the task is dropped.
 pub async fn run(client: kube::Client, agent: AgentIdentity, host: HostInfo) -> Result<()> {
-    let node = register(&client, &agent).await?;
-    report_status(&client, &agent, &host).await?;
-    renew_lease(&client, &node).await?;
+    // Until the API server answers, registration is retried (as the kubelet does).
+    let mut delay = Duration::from_millis(200);
+    let node = loop {
+        let attempt = async {
+            let node = register(&client, &agent).await?;
+            report_status(&client, &agent, &host).await?;
+            renew_lease(&client, &node).await?;
+            anyhow::Ok(node)
+        };
+        match attempt.await {
+            Ok(node) => break node,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "registering the node failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(7));
+            }
+        }
+    };
     let mut lease_tick = tokio::time::interval(LEASE_RENEW);
     let mut status_tick = tokio::time::interval(STATUS_REPORT);
     lease_tick.tick().await;

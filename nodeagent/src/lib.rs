@@ -1,14 +1,21 @@
 //! The node agent (the kubelet's role): an API client with its own node identity that
 //! registers its Node and keeps its Lease (`heartbeat`, from the facts in `host` shaped by
-//! `node_status`), and runs the pods bound to it through a container runtime (`pod_sync` on a
-//! `runtime`).
+//! `node_status`), and runs the pods bound to it through a container runtime.
 //!
-//! Runtimes: `simulated` (state only, for scale tests). The Docker runtime, the streaming
-//! server (logs, exec, attach, port-forward), volumes, probes, graceful termination and static
-//! pods are not built yet.
+//! Running pods: `pod_sync` gives each pod a worker that carries out what `pod_actions`
+//! decides (sandbox, init and app containers, restarts with back-off), with environments from
+//! `pod_env`, volumes from `volumes` and health from `probes`, and reports `pod_status`.
+//! Runtimes (`runtime`): Docker through bollard, and a simulated one for scale tests.
+//! `streaming` serves logs, exec, attach and port-forward to the apiserver.
 
 pub mod heartbeat;
 pub mod host;
 pub mod node_status;
+pub mod pod_actions;
+pub mod pod_env;
+pub mod pod_status;
 pub mod pod_sync;
+pub mod probes;
 pub mod runtime;
+pub mod streaming;
+pub mod volumes;

@@ -4,17 +4,19 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use nodeagent::host::HostInfo;
 use nodeagent::node_status::AgentIdentity;
+use nodeagent::probes::Prober;
 use nodeagent::runtime::ContainerRuntime;
+use nodeagent::runtime::docker::DockerRuntime;
 use nodeagent::runtime::simulated::SimulatedRuntime;
-use nodeagent::{heartbeat, pod_sync};
+use nodeagent::{heartbeat, pod_sync, streaming};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Runtime {
-    /// Containers as real Docker containers (not built yet).
+    /// Containers as real Docker containers of the local engine.
     Docker,
     /// Containers that exist only as state in this process.
     Simulated,
@@ -40,6 +42,21 @@ struct Flags {
     /// The first three octets of the simulated runtime's pod addresses.
     #[arg(long, default_value = "10.88.0")]
     simulated_pod_prefix: String,
+    /// The image of pod sandboxes (the Makefile's `images` target builds it).
+    #[arg(long, default_value = "nodeagent-pause:1")]
+    pod_infra_container_image: String,
+    /// The streaming server's certificate (logs, exec, attach, port-forward); without it
+    /// the node serves no streams.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// The CA whose client certificates the streaming server accepts.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Where pod volumes are kept.
+    #[arg(long, default_value = "/var/lib/nodeagent")]
+    root_dir: PathBuf,
 }
 
 async fn client_from(path: &PathBuf) -> Result<kube::Client> {
@@ -65,13 +82,31 @@ async fn main() -> Result<()> {
             .map(|h| h.trim().to_owned())
             .context("reading /etc/hostname (or pass --node-name)")?,
     };
-    let runtime = match flags.runtime {
-        Runtime::Simulated => Arc::new(SimulatedRuntime::new(&flags.simulated_pod_prefix)),
-        Runtime::Docker => bail!(
-            "the Docker runtime is not built yet; run with --runtime simulated (its pods only exist as state)"
-        ),
-    };
     let client = client_from(&flags.kubeconfig).await?;
+    match flags.runtime {
+        Runtime::Simulated => {
+            let runtime = Arc::new(SimulatedRuntime::new(&flags.simulated_pod_prefix));
+            run(flags, node_name, client, runtime).await
+        }
+        Runtime::Docker => {
+            let runtime = DockerRuntime::connect(&node_name, &flags.pod_infra_container_image)
+                .await
+                .context(
+                    "the Docker runtime (use --runtime simulated for a node without containers)",
+                )?;
+            run(flags, node_name, client, Arc::new(runtime)).await
+        }
+    }
+}
+
+async fn run<R: ContainerRuntime>(
+    flags: Flags,
+    node_name: String,
+    client: kube::Client,
+    runtime: Arc<R>,
+) -> Result<()> {
+    std::fs::create_dir_all(&flags.root_dir)
+        .with_context(|| format!("creating {}", flags.root_dir.display()))?;
     let agent = AgentIdentity {
         node_name: node_name.clone(),
         runtime_version: runtime.version(),
@@ -79,9 +114,50 @@ async fn main() -> Result<()> {
     };
     let host = HostInfo::read(flags.address);
     let heartbeats = heartbeat::run(client.clone(), agent, host);
-    let pods = pod_sync::run(client, runtime, node_name, flags.address);
+    let node = Arc::new(pod_sync::Node {
+        events: controllers::events::EventRecorder::new(client.clone(), "kubelet", &node_name),
+        client,
+        runtime,
+        name: node_name,
+        host_ip: flags.address,
+        root: flags.root_dir.clone(),
+        prober: Prober::new(),
+    });
+    let streams = async {
+        match (
+            &flags.tls_cert_file,
+            &flags.tls_private_key_file,
+            &flags.client_ca_file,
+        ) {
+            (Some(cert), Some(key), Some(client_ca)) => {
+                streaming::serve(
+                    std::net::SocketAddr::new(flags.address, flags.streaming_port),
+                    streaming::TlsFiles {
+                        cert,
+                        key,
+                        client_ca,
+                    },
+                    streaming::Access::default(),
+                    node.runtime.clone(),
+                    node.client.clone(),
+                )
+                .await
+            }
+            (None, None, None) => {
+                tracing::warn!(
+                    "no --tls-cert-file: this node serves no logs, exec, attach or port-forward"
+                );
+                futures::future::pending().await
+            }
+            _ => anyhow::bail!(
+                "--tls-cert-file, --tls-private-key-file and --client-ca-file go together"
+            ),
+        }
+    };
+    let pods = pod_sync::run(node.clone());
     tokio::select! {
         r = heartbeats => r,
         r = pods => r,
+        r = streams => r,
     }
 }
