@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+pub mod docker_node;
 pub mod node_double;
 pub mod node_heartbeat_double;
 pub mod pod_status_double;

@@ -128,7 +128,10 @@ pub async fn run(client: kube::Client, agent: AgentIdentity, host: HostInfo) -> 
         match attempt.await {
             Ok(node) => break node,
             Err(e) => {
-                warn!(error = format!("{e:#}"), "registering the node failed; retrying");
+                warn!(
+                    error = format!("{e:#}"),
+                    "registering the node failed; retrying"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(7));
             }
