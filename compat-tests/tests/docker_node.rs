@@ -125,6 +125,7 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
         "logs -f streams lines as they are written"
     );
     let _ = follow.kill();
+    let _ = follow.wait();
 
     // exec, with an exit code, and exec -i with stdin.
     assert_eq!(
@@ -192,6 +193,7 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
         );
     }
     let _ = forward.kill();
+    let _ = forward.wait();
 
     // delete: the container is gone within the pod's 5 s grace period (the shell ignores
     // SIGTERM as PID 1, so it is killed when the grace period ends).
