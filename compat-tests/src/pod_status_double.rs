@@ -8,14 +8,15 @@
 //!   would keep restarting them).
 //!
 //! Each pod is started once, so what the control plane later writes (a node controller
-//! marking it not Ready) stays. Runs until dropped.
+//! marking it not Ready) stays. A bound pod marked for graceful deletion is deleted for good
+//! at once, as a kubelet does once its containers have stopped. Runs until dropped.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
@@ -133,7 +134,21 @@ impl PodStatusDouble {
                     .as_ref()
                     .and_then(|s| s.phase.as_deref())
                     .is_none_or(|p| p == "Pending");
-                if !bound || !pending || pod.metadata.deletion_timestamp.is_some() {
+                if bound && pod.metadata.deletion_timestamp.is_some() {
+                    let api: Api<Pod> =
+                        Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+                    let params = DeleteParams {
+                        grace_period_seconds: Some(0),
+                        preconditions: Some(Preconditions {
+                            uid: pod.uid(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    let _ = api.delete(&pod.name_any(), &params).await;
+                    continue;
+                }
+                if !bound || !pending {
                     continue;
                 }
                 let n = next_ip.fetch_add(1, Ordering::Relaxed);

@@ -195,11 +195,75 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
     let _ = forward.kill();
     let _ = forward.wait();
 
+    // kubectl before 1.30 speaks SPDY: exec (with stdin) and port-forward work there too.
+    for old in ["1.27", "1.29"] {
+        let out = c.kubectl(old, &["exec", "bb", "--", "sh", "-c", "echo spdy; exit 4"]);
+        assert_eq!(out.stdout(), "spdy\n", "{}", out.stderr());
+        assert_eq!(out.output.status.code(), Some(4));
+        let mut exec = Command::new(compat_tests::kubectl_binary(old))
+            .args(["exec", "-i", "bb", "--", "cat"])
+            .env("KUBECONFIG", &c.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            exec.stdin
+                .take()
+                .unwrap()
+                .write_all(b"over spdy\n")
+                .unwrap();
+        }
+        let out = exec.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "over spdy\n");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut forward = c.kubectl_spawn("1.27", &["port-forward", "pod/bb", &format!("{port}:8080")]);
+    let mut forwarding = BufReader::new(forward.stdout.take().unwrap()).lines();
+    assert!(
+        forwarding
+            .next()
+            .unwrap()
+            .unwrap()
+            .starts_with("Forwarding from")
+    );
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://127.0.0.1:{port}/index.html"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "hello-from-pod\n",
+        "{curl:?}"
+    );
+    let _ = forward.kill();
+    let _ = forward.wait();
+
     // delete: the container is gone within the pod's 5 s grace period (the shell ignores
     // SIGTERM as PID 1, so it is killed when the grace period ends).
     let started = Instant::now();
     c.kubectl(V, &["delete", "pod", "bb", "--wait=false"]).ok();
-    eventually(Duration::from_secs(30), || {
+    let terminating = pod_json(&c, "bb");
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 5);
+    assert!(
+        c.kubectl(V, &["get", "pod", "bb"])
+            .ok()
+            .contains("Terminating")
+    );
+    // kubectl waits until the agent, its containers stopped, deletes the pod for good.
+    c.kubectl(V, &["wait", "--for=delete", "pod/bb", "--timeout=60s"])
+        .ok();
+    eventually(Duration::from_secs(10), || {
         node.containers().is_empty().then_some(())
     })
     .expect("the pod's containers are removed");

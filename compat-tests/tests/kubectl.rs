@@ -1231,6 +1231,9 @@ fn cordon_taint_and_drain_evict_pods_unless_a_budget_forbids_it() {
                 "node-1",
                 "--force",
                 "--pod-selector=app=free",
+                // node-1 has no kubelet to finish a graceful deletion, so (as on a dead
+                // node) the pods go without one.
+                "--grace-period=0",
                 "--timeout=20s",
             ],
         )
@@ -2030,4 +2033,80 @@ fn debug_adds_ephemeral_containers_that_cannot_be_taken_back() {
             "{refused}"
         );
     }
+}
+
+#[test]
+fn pods_on_a_node_are_deleted_gracefully_and_finished_by_the_node() {
+    let cluster = TestCluster::start().unwrap();
+    let v = "1.33";
+    let k = |args: &[&str]| cluster.kubectl(v, args);
+    let node = write(
+        &cluster,
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n",
+    );
+    k(&["create", "-f", &node]).ok();
+    let pod = |name: &str, node: &str| {
+        let node_line = if node.is_empty() {
+            String::new()
+        } else {
+            format!("  nodeName: {node}\n")
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{node_line}  terminationGracePeriodSeconds: 60\n  containers: [{{name: c, image: busybox}}]\n"
+        );
+        let file = write(&cluster, &format!("{name}.yaml"), &yaml);
+        k(&["create", "-f", &file]).ok();
+    };
+    let meta = |name: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&k(&["get", "pod", name, "-o", "json"]).ok())
+            .unwrap()["metadata"]
+            .clone()
+    };
+
+    // Bound to an existing node: marked with the pod's own grace period, kept.
+    pod("bound", "node-1");
+    let before = jiff::Timestamp::now();
+    k(&["delete", "pod", "bound", "--wait=false"]).ok();
+    let m = meta("bound");
+    assert_eq!(m["deletionGracePeriodSeconds"], 60);
+    let until: jiff::Timestamp = m["deletionTimestamp"].as_str().unwrap().parse().unwrap();
+    let ahead = until.duration_since(before).as_secs();
+    assert!(
+        (58..=61).contains(&ahead),
+        "deletionTimestamp {ahead}s ahead"
+    );
+    assert!(k(&["get", "pod", "bound"]).ok().contains("Terminating"));
+    // A shorter grace period shortens it; a longer one does not lengthen it.
+    k(&[
+        "delete",
+        "pod",
+        "bound",
+        "--grace-period=10",
+        "--wait=false",
+    ])
+    .ok();
+    assert_eq!(meta("bound")["deletionGracePeriodSeconds"], 10);
+    k(&[
+        "delete",
+        "pod",
+        "bound",
+        "--grace-period=50",
+        "--wait=false",
+    ])
+    .ok();
+    assert_eq!(meta("bound")["deletionGracePeriodSeconds"], 10);
+    // Updates while it terminates keep it; the node's final delete (grace 0) removes it.
+    k(&["label", "pod", "bound", "seen=yes"]).ok();
+    assert_eq!(meta("bound")["labels"]["seen"], "yes");
+    k(&["delete", "pod", "bound", "--grace-period=0", "--force"]).ok();
+    assert!(k(&["get", "pod", "bound"]).fails().contains("NotFound"));
+
+    // Not on a node, or on a node that does not exist: deleted at once.
+    pod("unbound", "");
+    k(&["delete", "pod", "unbound", "--wait=false"]).ok();
+    assert!(k(&["get", "pod", "unbound"]).fails().contains("NotFound"));
+    pod("orphan", "no-such-node");
+    k(&["delete", "pod", "orphan", "--wait=false"]).ok();
+    assert!(k(&["get", "pod", "orphan"]).fails().contains("NotFound"));
 }

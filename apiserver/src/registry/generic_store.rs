@@ -726,26 +726,33 @@ impl GenericStore {
             let no_finalizers = new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty);
-            let result = if deleting && no_finalizers && !r.strategy.pending_finalizers(&new) {
-                self.storage
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|_| {
-                        let mut gone = new.clone();
-                        gone["metadata"]["resourceVersion"] =
-                            old["metadata"]["resourceVersion"].clone();
-                        gone
-                    })
-            } else {
-                self.storage
-                    .update(&key, kv.mod_revision, encode_for_storage(&new))
-                    .await
-                    .map(|kv| {
-                        let mut obj = new.clone();
-                        obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-                        obj
-                    })
-            };
+            // A graceful deletion still running (a grace period left) is finished by whoever
+            // runs the object, not by its last update.
+            let grace_left = new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_some_and(|g| g > 0);
+            let result =
+                if deleting && no_finalizers && !grace_left && !r.strategy.pending_finalizers(&new)
+                {
+                    self.storage
+                        .delete(&key, Some(kv.mod_revision))
+                        .await
+                        .map(|_| {
+                            let mut gone = new.clone();
+                            gone["metadata"]["resourceVersion"] =
+                                old["metadata"]["resourceVersion"].clone();
+                            gone
+                        })
+                } else {
+                    self.storage
+                        .update(&key, kv.mod_revision, encode_for_storage(&new))
+                        .await
+                        .map(|kv| {
+                            let mut obj = new.clone();
+                            obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                            obj
+                        })
+                };
             match result {
                 Ok(object) => {
                     return Ok(Written {
@@ -940,6 +947,16 @@ impl GenericStore {
         Ok((served(r, obj), gone))
     }
 
+    /// Whether a Node of that name exists (graceful pod deletion needs someone to finish it).
+    async fn node_exists(&self, node: &str) -> Result<bool, ApiError> {
+        let nodes = super::resource_table::lookup("", "v1", "nodes").expect("nodes are served");
+        match self.get_kv(nodes, None, node).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete_stored(
         &self,
         r: &'static ResourceDef,
@@ -980,6 +997,43 @@ impl GenericStore {
                 ));
             }
             let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
+            if let Some(graceful) = r.strategy.graceful_delete(&obj, options)
+                && self.node_exists(&graceful.node).await?
+            {
+                // Marked only; a later delete may shorten the grace period, never lengthen it.
+                let current = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
+                if deleting && current.is_some_and(|c| c <= graceful.seconds) {
+                    return Ok((obj, false));
+                }
+                let mut marked = obj.clone();
+                let until =
+                    jiff::Timestamp::now() + jiff::SignedDuration::from_secs(graceful.seconds);
+                marked["metadata"]["deletionTimestamp"] =
+                    json!(until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(graceful.seconds);
+                let finalizers = finalizers_on_delete(r, &obj, options)?;
+                if !finalizers.is_empty() {
+                    marked["metadata"]["finalizers"] = json!(finalizers);
+                }
+                if !deleting && let Some(g) = marked["metadata"]["generation"].as_i64() {
+                    marked["metadata"]["generation"] = json!(g + 1);
+                }
+                if dry_run {
+                    return Ok((marked, false));
+                }
+                match self
+                    .storage
+                    .update(&key, kv.mod_revision, encode_for_storage(&marked))
+                    .await
+                {
+                    Ok(kv) => {
+                        marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                        return Ok((marked, false));
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+                }
+            }
             let finalizers = finalizers_on_delete(r, &obj, options)?;
             let has_finalizers = !finalizers.is_empty() || r.strategy.pending_finalizers(&obj);
             if has_finalizers {
@@ -990,6 +1044,15 @@ impl GenericStore {
                     }
                 } else {
                     marked["metadata"]["finalizers"] = json!(finalizers);
+                }
+                if deleting
+                    && marked["metadata"]["deletionGracePeriodSeconds"]
+                        .as_i64()
+                        .is_some_and(|g| g > 0)
+                {
+                    // The grace period ends now; the finalizers alone still hold the object.
+                    marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 }
                 if deleting && marked == obj {
                     return Ok((obj, false));

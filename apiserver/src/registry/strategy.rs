@@ -6,6 +6,14 @@ use serde_json::Value;
 use crate::endpoints::status_error::FieldError;
 use crate::registry::validation::NameRule;
 
+/// A graceful deletion: its grace period, and the node that must finish it (a pod bound to
+/// a node that does not exist is deleted at once, as the pod garbage collector would).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulDelete {
+    pub seconds: i64,
+    pub node: String,
+}
+
 /// Hooks one resource supplies to the generic store.
 pub trait Strategy: Send + Sync {
     /// Fills in the real API server's defaults (`SetDefaults_*`).
@@ -56,6 +64,13 @@ pub trait Strategy: Send + Sync {
 
     /// Marks an object whose deletion waits for finalizers (a namespace turns Terminating).
     fn prepare_for_delete(&self, _obj: &mut Value) {}
+
+    /// Whether a delete of `obj` with `options` is graceful (`CheckGracefulDelete`): the
+    /// object is only marked, with `deletionTimestamp` the grace period ahead, and whoever
+    /// runs it deletes it for good once it has stopped. `None` deletes at once.
+    fn graceful_delete(&self, _obj: &Value, _options: &Value) -> Option<GracefulDelete> {
+        None
+    }
 
     /// Whether a delete that names no propagation policy orphans the dependents (batch/v1
     /// Jobs keep this older default); otherwise they are collected in the background.

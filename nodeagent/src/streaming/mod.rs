@@ -5,7 +5,8 @@
 //!   `timestamps`, `tailLines`, `sinceSeconds`, `sinceTime`, `limitBytes`).
 //! - `/exec/<ns>/<pod>/<container>?command=…` and `/attach/…`: WebSocket, `v5.channel.k8s.io`
 //!   or `v4.channel.k8s.io` (channel 0 stdin, 1 stdout, 2 stderr, 3 the ending Status,
-//!   4 terminal resize; v5's 255 closes a stream).
+//!   4 terminal resize; v5's 255 closes a stream), or SPDY/3.1 `v4.channel.k8s.io` as
+//!   kubectl before 1.30 speaks it ([`spdy_exec`]).
 //! - `/portForward/<ns>/<pod>`: kube-rs's WebSocket channels (`?ports=`), and kubectl's SPDY
 //!   (`portforward.k8s.io` streams), straight or tunnelled in WebSocket
 //!   (`SPDY/3.1+portforward.k8s.io`); see [`port_forward`].
@@ -13,6 +14,7 @@
 
 pub mod port_forward;
 pub mod spdy;
+pub mod spdy_exec;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -439,6 +441,41 @@ impl<R: ContainerRuntime> Server<R> {
             stderr: flag(q, &["error", "stderr"]),
             tty: flag(q, &["tty"]),
         };
+        if is_spdy(req) {
+            let offered = stream_protocols(req);
+            if !offered.iter().any(|p| p == "v4.channel.k8s.io") {
+                return Err(Refusal::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "unable to upgrade: no supported protocol in {offered:?}; this node speaks v4.channel.k8s.io"
+                    ),
+                ));
+            }
+            let on_upgrade = hyper::upgrade::on(req);
+            let runtime = self.runtime.clone();
+            let id = instance.id.clone();
+            let command = if attach { Vec::new() } else { command };
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let wanted = spdy_exec::Wanted {
+                        stdin: streams.stdin,
+                        stdout: streams.stdout,
+                        stderr: streams.stderr,
+                        tty: streams.tty,
+                    };
+                    spdy_exec::serve(
+                        TokioIo::new(upgraded),
+                        runtime.as_ref(),
+                        &id,
+                        &command,
+                        wanted,
+                    )
+                    .await;
+                }
+            });
+            return Ok(spdy_switch("v4.channel.k8s.io"));
+        }
         let (response, protocol) =
             websocket_upgrade(req, &["v5.channel.k8s.io", "v4.channel.k8s.io"])?;
         let on_upgrade = hyper::upgrade::on(req);
@@ -492,21 +529,10 @@ impl<R: ContainerRuntime> Server<R> {
             .flat_map(|(_, v)| v.split(',').map(str::to_owned).collect::<Vec<_>>())
             .filter_map(|p| p.trim().parse().ok())
             .collect();
-        let headers = req.headers();
-        let spdy_upgrade = headers
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
         let runtime = self.runtime.clone();
-        if spdy_upgrade {
-            let offered: Vec<&str> = headers
-                .get_all("x-stream-protocol-version")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .collect();
-            if !offered.contains(&"portforward.k8s.io") {
+        if is_spdy(req) {
+            let offered = stream_protocols(req);
+            if !offered.iter().any(|p| p == "portforward.k8s.io") {
                 return Err(Refusal::new(
                     403,
                     "Forbidden",
@@ -519,13 +545,7 @@ impl<R: ContainerRuntime> Server<R> {
                     port_forward::serve_spdy(TokioIo::new(upgraded), runtime, sandbox).await;
                 }
             });
-            return Ok(Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header(header::CONNECTION, "Upgrade")
-                .header(header::UPGRADE, "SPDY/3.1")
-                .header("X-Stream-Protocol-Version", "portforward.k8s.io")
-                .body(full(Bytes::new()))
-                .expect("a valid response"));
+            return Ok(spdy_switch("portforward.k8s.io"));
         }
         let (response, protocol) = websocket_upgrade(
             req,
@@ -550,6 +570,35 @@ impl<R: ContainerRuntime> Server<R> {
         });
         Ok(response)
     }
+}
+
+fn is_spdy(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
+}
+
+/// The stream protocols a SPDY upgrade offers (`X-Stream-Protocol-Version`).
+fn stream_protocols(req: &Request<Incoming>) -> Vec<String> {
+    req.headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect()
+}
+
+/// The answer that switches a connection to SPDY/3.1 with `protocol`.
+fn spdy_switch(protocol: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", protocol)
+        .body(full(Bytes::new()))
+        .expect("a valid response")
 }
 
 /// Ends a stream after `limit` bytes.

@@ -45,6 +45,27 @@ impl Strategy for PodStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         pod_spec::validate(&obj["spec"], "spec")
     }
+    fn graceful_delete(
+        &self,
+        obj: &Value,
+        options: &Value,
+    ) -> Option<crate::registry::strategy::GracefulDelete> {
+        // Upstream's pod rules: the grace period asked for, else the pod's own (30 s by
+        // default); pods not yet on a node and pods that already ended go at once.
+        let seconds = options["gracePeriodSeconds"]
+            .as_i64()
+            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
+        let node = obj["spec"]["nodeName"].as_str().unwrap_or("");
+        let phase = obj["status"]["phase"].as_str().unwrap_or("");
+        if seconds <= 0 || node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+            return None;
+        }
+        Some(crate::registry::strategy::GracefulDelete {
+            seconds,
+            node: node.to_owned(),
+        })
+    }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         // Only images, activeDeadlineSeconds, tolerations (additions) and a few more may change;
         // compare the spec without the mutable parts.
