@@ -19,6 +19,7 @@ pub struct DockerNode {
     pub streaming_port: u16,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    manifests: Option<PathBuf>,
     agent: Option<Child>,
 }
 
@@ -46,6 +47,15 @@ fn free_port() -> Result<u16> {
 impl DockerNode {
     /// Registers a node named `<prefix>-<random>` for `cluster` and starts its agent.
     pub fn start(cluster: &TestCluster, prefix: &str) -> Result<DockerNode> {
+        Self::start_with_manifests(cluster, prefix, None)
+    }
+
+    /// Like [`DockerNode::start`], with static pod manifests read from `manifests`.
+    pub fn start_with_manifests(
+        cluster: &TestCluster,
+        prefix: &str,
+        manifests: Option<PathBuf>,
+    ) -> Result<DockerNode> {
         require_docker()?;
         let name = format!(
             "{prefix}-{:08x}",
@@ -62,6 +72,7 @@ impl DockerNode {
             streaming_port: free_port()?,
             dir,
             kubeconfig: identity.kubeconfig,
+            manifests,
             agent: None,
         };
         node.start_agent()?;
@@ -70,7 +81,11 @@ impl DockerNode {
 
     fn start_agent(&mut self) -> Result<()> {
         let d = self.dir.path();
-        let child = Command::new(nodeagent_binary())
+        let mut command = Command::new(nodeagent_binary());
+        if let Some(m) = &self.manifests {
+            command.arg("--pod-manifest-path").arg(m);
+        }
+        let child = command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(["--node-name", &self.name, "--runtime", "docker"])

@@ -595,3 +595,114 @@ fn a_restarted_agent_leaves_exactly_the_containers_the_api_asks_for() {
         assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
     }
 }
+
+#[test]
+fn static_pods_run_from_manifests_with_mirror_pods_and_without_the_api_server() {
+    let c = cluster();
+    let manifests = tempfile::tempdir().unwrap();
+    let manifest = manifests.path().join("web.yaml");
+    let write = |marker: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: static-web}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sleep, \"{marker}\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("3601");
+    let node =
+        DockerNode::start_with_manifests(&c, "docker-static", Some(manifests.path().to_owned()))
+            .unwrap();
+    let mirror = format!("static-web-{}", node.name);
+    eventually(Duration::from_secs(60), || {
+        let out = c.kubectl(V, &["get", "pod", &mirror, "-o", "json"]);
+        out.output
+            .status
+            .success()
+            .then(|| json(&out.stdout()))
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .expect("the mirror pod shows the static pod Running");
+    let pod = pod_json(&c, &mirror);
+    assert!(pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string());
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let running = node.running_app_containers("static-web");
+    assert_eq!(running.len(), 1);
+
+    // Deleting the mirror does not stop the static pod; the mirror comes back.
+    c.kubectl(V, &["delete", "pod", &mirror, "--wait=false"])
+        .ok();
+    eventually(Duration::from_secs(60), || {
+        let out = c.kubectl(V, &["get", "pod", &mirror, "-o", "json"]);
+        out.output
+            .status
+            .success()
+            .then(|| json(&out.stdout()))
+            .filter(|p| {
+                p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+            })
+    })
+    .expect("the mirror pod is recreated");
+    assert_eq!(node.running_app_containers("static-web"), running);
+
+    // Without the API server, a changed manifest still replaces the pod's container.
+    let _data = c.kill();
+    write("3602");
+    eventually(Duration::from_secs(60), || {
+        let now = node.running_app_containers("static-web");
+        (now.len() == 1 && now != running).then_some(())
+    })
+    .expect("the static pod runs from its manifest while the API server is away");
+    std::fs::remove_file(&manifest).unwrap();
+    eventually(Duration::from_secs(60), || {
+        node.containers().is_empty().then_some(())
+    })
+    .expect("a removed manifest stops its pod");
+}
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_and_host_path_volumes_reach_the_host() {
+    let c = cluster();
+    let _node = DockerNode::start(&c, "docker-hooks").unwrap();
+    let host = tempfile::tempdir().unwrap();
+    c.apply(
+        V,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    lifecycle:
+      postStart:
+        exec: {{command: ["sh", "-c", "echo started > /host/post-start"]}}
+      preStop:
+        exec: {{command: ["sh", "-c", "echo stopping > /host/pre-stop"]}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+  volumes:
+  - name: host
+    hostPath: {{path: {}, type: Directory}}
+"#,
+            host.path().display()
+        ),
+    );
+    wait_ready(&c, "pod/hooked");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("post-start")).unwrap(),
+        "started\n"
+    );
+    assert!(!host.path().join("pre-stop").exists());
+    c.kubectl(V, &["delete", "pod", "hooked", "--timeout=60s"])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("pre-stop")).unwrap(),
+        "stopping\n"
+    );
+}

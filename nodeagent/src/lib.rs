@@ -4,12 +4,14 @@
 //!
 //! Running pods: `pod_sync` gives each pod a worker that carries out what `pod_actions`
 //! decides (sandbox, init and app containers, restarts with back-off), with environments from
-//! `pod_env`, volumes from `volumes` and health from `probes`, and reports `pod_status`.
+//! `pod_env`, volumes from `volumes`, health from `probes` and hooks from `lifecycle`, and reports `pod_status`.
 //! Runtimes (`runtime`): Docker through bollard, and a simulated one for scale tests.
-//! `streaming` serves logs, exec, attach and port-forward to the apiserver.
+//! `streaming` serves logs, exec, attach and port-forward to the apiserver; `static_pods`
+//! runs pods from manifest files, with mirror pods in the API.
 
 pub mod heartbeat;
 pub mod host;
+pub mod lifecycle;
 pub mod node_status;
 pub mod pod_actions;
 pub mod pod_env;
@@ -17,5 +19,6 @@ pub mod pod_status;
 pub mod pod_sync;
 pub mod probes;
 pub mod runtime;
+pub mod static_pods;
 pub mod streaming;
 pub mod volumes;

@@ -12,7 +12,7 @@ use nodeagent::probes::Prober;
 use nodeagent::runtime::ContainerRuntime;
 use nodeagent::runtime::docker::DockerRuntime;
 use nodeagent::runtime::simulated::SimulatedRuntime;
-use nodeagent::{heartbeat, pod_sync, streaming};
+use nodeagent::{heartbeat, pod_sync, static_pods, streaming};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Runtime {
@@ -54,6 +54,9 @@ struct Flags {
     /// The CA whose client certificates the streaming server accepts.
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// A folder of Pod manifests run as static pods (with mirror pods in the API).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
     /// Where pod volumes are kept.
     #[arg(long, default_value = "/var/lib/nodeagent")]
     root_dir: PathBuf,
@@ -154,7 +157,16 @@ async fn run<R: ContainerRuntime>(
             ),
         }
     };
-    let pods = pod_sync::run(node.clone());
+    let (statics_tx, statics) = tokio::sync::mpsc::channel(64);
+    if let Some(dir) = flags.pod_manifest_path.clone() {
+        tokio::spawn(static_pods::run(
+            dir,
+            node.name.clone(),
+            node.client.clone(),
+            statics_tx,
+        ));
+    }
+    let pods = pod_sync::run(node.clone(), statics);
     tokio::select! {
         r = heartbeats => r,
         r = pods => r,

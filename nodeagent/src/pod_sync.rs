@@ -4,8 +4,9 @@
 //! changes, when the runtime says a container of it exited, when a back-off ends, and every
 //! [`RESYNC`] (which also refreshes ConfigMap and Secret volumes).
 //!
-//! A pod marked for deletion has its containers stopped within its grace period and is then
-//! deleted for good; a pod that vanished has its containers stopped the same way. After every
+//! Static pods (from `static_pods`) run the same way; their mirror pods in the API are
+//! skipped. A pod marked for deletion has its containers stopped within its grace period and
+//! is then deleted for good; a pod that vanished has its containers stopped the same way. After every
 //! relist, whatever the runtime holds for pods the API no longer has is removed (no orphans).
 
 use std::collections::{HashMap, HashSet};
@@ -25,11 +26,13 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+use crate::lifecycle::{self, Hook};
 use crate::pod_actions::{self, Plan, Waiting, spec_hash};
 use crate::pod_env::{self, Sources, expand};
 use crate::pod_status::{Observed, differs, pod_status};
 use crate::probes::Prober;
 use crate::runtime::{ContainerRuntime, ImageError, Launch, RegistryAuth};
+use crate::static_pods::{self, StaticEvent};
 use crate::volumes;
 
 /// How often a worker looks at its pod when nothing happens.
@@ -61,8 +64,12 @@ struct Worker {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Syncs the pods bound to the node until the watch ends.
-pub async fn run<R: ContainerRuntime>(node: Arc<Node<R>>) -> anyhow::Result<()> {
+/// Syncs the pods bound to the node, and the static pods `statics` reports, until the watch
+/// ends.
+pub async fn run<R: ContainerRuntime>(
+    node: Arc<Node<R>>,
+    mut statics: tokio::sync::mpsc::Receiver<StaticEvent>,
+) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::all(node.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
     let mut events = watcher(api, config).default_backoff().boxed();
@@ -71,8 +78,30 @@ pub async fn run<R: ContainerRuntime>(node: Arc<Node<R>>) -> anyhow::Result<()> 
     let mut probe_results = probe_results;
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    let mut static_uids: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
+            Some(event) = statics.recv() => {
+                workers.retain(|_, w| !w.task.is_finished());
+                let (pod, update) = match event {
+                    StaticEvent::Present(pod) => (pod.clone(), Update::Present(pod)),
+                    StaticEvent::Gone(pod) => (pod.clone(), Update::Gone(pod)),
+                };
+                let Some(uid) = pod.uid() else { continue };
+                if matches!(update, Update::Present(_)) {
+                    static_uids.insert(uid.clone());
+                } else {
+                    static_uids.remove(&uid);
+                }
+                match workers.get(&uid) {
+                    Some(w) => {
+                        let _ = w.updates.send(update);
+                    }
+                    None => {
+                        workers.insert(uid.clone(), spawn_worker(node.clone(), uid, update));
+                    }
+                }
+            }
             event = events.next() => {
                 let Some(event) = event else { break };
                 let event = match event {
@@ -84,6 +113,11 @@ pub async fn run<R: ContainerRuntime>(node: Arc<Node<R>>) -> anyhow::Result<()> 
                 };
                 workers.retain(|_, w| !w.task.is_finished());
                 match event {
+                    // Mirror pods only show static pods; those run from their manifests.
+                    watcher::Event::Apply(pod)
+                    | watcher::Event::InitApply(pod)
+                    | watcher::Event::Delete(pod)
+                        if static_pods::is_mirror(&pod) => {}
                     watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                         let Some(uid) = pod.uid() else { continue };
                         listed.insert(uid.clone());
@@ -114,7 +148,7 @@ pub async fn run<R: ContainerRuntime>(node: Arc<Node<R>>) -> anyhow::Result<()> 
                     watcher::Event::InitDone => {
                         // Pods the API no longer has: gone while the watch was down.
                         for (uid, w) in &workers {
-                            if !listed.contains(uid) {
+                            if !listed.contains(uid) && !static_uids.contains(uid) {
                                 let current = w.updates.borrow().clone();
                                 if let Update::Present(pod) = current {
                                     let _ = w.updates.send(Update::Gone(pod));
@@ -240,16 +274,24 @@ async fn work<R: ContainerRuntime>(
 async fn stop_pod<R: ContainerRuntime>(node: &Node<R>, pod: &Pod, grace: Duration) {
     let uid = pod.uid().unwrap_or_default();
     node.prober.forget_pod(&uid);
-    let running: Vec<String> = node
+    let running: Vec<(String, String)> = node
         .runtime
         .containers(&uid)
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|i| matches!(i.state, crate::runtime::InstanceState::Running { .. }))
-        .map(|i| i.name)
+        .map(|i| (i.name, i.id))
         .collect();
-    for name in running {
+    // preStop hooks run together, within the grace period.
+    let sandbox = node.runtime.sandbox(&uid).await.ok().flatten();
+    let started = std::time::Instant::now();
+    let hooks = running
+        .iter()
+        .map(|(name, id)| run_pre_stop(node, pod, sandbox.as_ref(), name, id, grace));
+    futures::future::join_all(hooks).await;
+    let grace = grace.saturating_sub(started.elapsed());
+    for (name, _) in running {
         node.events
             .record(
                 &reference(pod, Some(&name)),
@@ -265,6 +307,34 @@ async fn stop_pod<R: ContainerRuntime>(node: &Node<R>, pod: &Pod, grace: Duratio
         return;
     }
     volumes::clean_up(&node.root, &uid);
+}
+
+/// Runs a container's preStop hook, if it has one, within `grace`.
+async fn run_pre_stop<R: ContainerRuntime>(
+    node: &Node<R>,
+    pod: &Pod,
+    sandbox: Option<&crate::runtime::Sandbox>,
+    name: &str,
+    id: &str,
+    grace: Duration,
+) {
+    let (Some(c), Some(sandbox)) = (container_of(pod, name), sandbox) else {
+        return;
+    };
+    let Some(hook) = lifecycle::handler(c, Hook::PreStop) else {
+        return;
+    };
+    if !lifecycle::run(node.runtime.as_ref(), id, sandbox, c, hook, grace).await {
+        node.events
+            .record(
+                &reference(pod, Some(name)),
+                EventType::Warning,
+                "FailedPreStopHook",
+                "PreStop",
+                format!("PreStopHook failed for container {name}"),
+            )
+            .await;
+    }
 }
 
 /// Deletes a pod whose containers are gone. True once it is deleted (or already was).
@@ -427,6 +497,9 @@ async fn sync<R: ContainerRuntime>(
                 )
                 .await;
         }
+        if let Some(i) = instances.iter().find(|i| &i.id == id) {
+            run_pre_stop(node, pod, sandbox.as_ref(), &i.name, id, grace).await;
+        }
         runtime.stop_container(id, grace).await?;
         node.prober.forget(id);
     }
@@ -491,12 +564,17 @@ async fn sync<R: ContainerRuntime>(
     if differs(pod, &wanted) {
         let api: Api<Pod> =
             Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
-        api.patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": wanted})),
-        )
-        .await?;
+        // The API may be away (a static pod runs regardless); the next sync reports again.
+        if let Err(e) = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": wanted})),
+            )
+            .await
+        {
+            debug!(pod = %pod.name_any(), error = %e, "reporting pod status failed");
+        }
     }
     let mut wake = RESYNC;
     let mut until = |at: Timestamp| {
@@ -708,7 +786,7 @@ async fn start_containers<R: ContainerRuntime>(
             image_ref: image_ref.reference.clone(),
         };
         match runtime.start_container(sandbox, launch).await {
-            Ok(()) => {
+            Ok(id) => {
                 node.events
                     .record(
                         &r,
@@ -727,6 +805,20 @@ async fn start_containers<R: ContainerRuntime>(
                         format!("Started container {}", c.name),
                     )
                     .await;
+                if let Some(hook) = lifecycle::handler(c, Hook::PostStart)
+                    && !lifecycle::run(runtime, &id, sandbox, c, hook, grace_of(pod)).await
+                {
+                    node.events
+                        .record(
+                            &r,
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            "PostStart",
+                            format!("PostStartHook failed for container {}", c.name),
+                        )
+                        .await;
+                    let _ = runtime.stop_container(&id, grace_of(pod)).await;
+                }
             }
             Err(e) => {
                 node.events

@@ -508,7 +508,7 @@ impl ContainerRuntime for DockerRuntime {
         Ok(out)
     }
 
-    async fn start_container(&self, sandbox: &Sandbox, launch: Launch<'_>) -> Result<()> {
+    async fn start_container(&self, sandbox: &Sandbox, launch: Launch<'_>) -> Result<String> {
         let pod = launch.pod;
         let c = launch.container;
         let meta = &pod.metadata;
@@ -618,7 +618,7 @@ impl ContainerRuntime for DockerRuntime {
             // The instance stays, exited with Docker's error, so the status can tell why.
             debug!(container = %c.name, error = %e, "container did not start");
         }
-        Ok(())
+        Ok(format!("{PREFIX}{}", created.id))
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {

@@ -184,12 +184,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         uid: &str,
     ) -> impl std::future::Future<Output = anyhow::Result<Vec<ContainerInstance>>> + Send;
 
-    /// Creates and starts a container instance in the sandbox.
+    /// Creates and starts a container instance in the sandbox; returns its id.
     fn start_container(
         &self,
         sandbox: &Sandbox,
         launch: Launch<'_>,
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl std::future::Future<Output = anyhow::Result<String>> + Send;
 
     /// Stops an instance: SIGTERM, then SIGKILL after `grace`.
     fn stop_container(

@@ -130,7 +130,7 @@ impl ContainerRuntime for SimulatedRuntime {
             .unwrap_or_default())
     }
 
-    async fn start_container(&self, sandbox: &Sandbox, launch: Launch<'_>) -> Result<()> {
+    async fn start_container(&self, sandbox: &Sandbox, launch: Launch<'_>) -> Result<String> {
         let uid = launch.pod.metadata.uid.clone().unwrap_or_default();
         let now = Timestamp::now();
         let words: Vec<String> = launch
@@ -161,7 +161,7 @@ impl ContainerRuntime for SimulatedRuntime {
             .or_default()
             .containers
             .push(ContainerInstance {
-                id,
+                id: id.clone(),
                 name: launch.container.name.clone(),
                 attempt: launch.attempt,
                 sandbox_attempt: sandbox.attempt,
@@ -173,7 +173,7 @@ impl ContainerRuntime for SimulatedRuntime {
         if exited {
             let _ = self.changes.send(uid);
         }
-        Ok(())
+        Ok(id)
     }
 
     async fn stop_container(&self, id: &str, _grace: Duration) -> Result<()> {
