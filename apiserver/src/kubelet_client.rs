@@ -93,6 +93,31 @@ impl KubeletClient {
     }
 }
 
+impl KubeletClient {
+    /// `GET path` on the node's streaming server: the body of a 200 answer.
+    pub async fn get(&self, node: &NodeAddress, path: &str) -> Result<bytes::Bytes> {
+        use http_body_util::BodyExt;
+        let request = async {
+            let tls = self.connect(node).await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+            tokio::spawn(connection);
+            let req = http::Request::builder()
+                .uri(path)
+                .header(http::header::HOST, format!("{}:{}", node.host, node.port))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(status.is_success(), "the node answered {status}");
+            anyhow::Ok(body)
+        };
+        tokio::time::timeout(Duration::from_secs(15), request)
+            .await
+            .map_err(|_| anyhow::anyhow!("the node did not answer in time"))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -706,3 +706,64 @@ spec:
         "stopping\n"
     );
 }
+
+#[test]
+fn top_shows_node_and_pod_usage_from_the_summary_api() {
+    let c = cluster();
+    let node = DockerNode::start(&c, "docker-top").unwrap();
+    c.kubectl(
+        V,
+        &[
+            "run",
+            "spin",
+            "--image=busybox",
+            "--image-pull-policy=IfNotPresent",
+            "--",
+            "sh",
+            "-c",
+            "while true; do :; done",
+        ],
+    )
+    .ok();
+    wait_ready(&c, "pod/spin");
+    let nodes = c.kubectl(V, &["top", "node", &node.name]).ok();
+    let rows = compat_tests::table_rows(&nodes);
+    assert_eq!(rows[0][..3], ["NAME", "CPU(cores)", "CPU(%)"], "{nodes}");
+    assert_eq!(rows[1][0], node.name);
+    assert!(rows[1][3].ends_with("Mi"), "{nodes}");
+    // The spinning shell keeps most of a core busy.
+    let busy = eventually(Duration::from_secs(30), || {
+        let out = c.kubectl(V, &["top", "pod", "spin", "--containers"]);
+        let rows = compat_tests::table_rows(&out.stdout());
+        let cpu: u64 = rows.get(1)?.get(2)?.strip_suffix('m')?.parse().ok()?;
+        (cpu >= 300).then_some(rows)
+    })
+    .expect("top pod shows the busy container");
+    assert_eq!(busy[0], ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]);
+    assert_eq!(busy[1][..2], ["spin", "spin"]);
+    let raw = json(
+        &c.kubectl(
+            V,
+            &[
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/spin",
+            ],
+        )
+        .ok(),
+    );
+    assert_eq!(raw["kind"], "PodMetrics");
+    assert_eq!(raw["containers"][0]["name"], "spin");
+    assert!(
+        c.kubectl(
+            V,
+            &[
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/absent"
+            ]
+        )
+        .fails()
+        .contains("NotFound")
+    );
+}

@@ -7,7 +7,7 @@
 //! `pod_env`, volumes from `volumes`, health from `probes` and hooks from `lifecycle`, and reports `pod_status`.
 //! Runtimes (`runtime`): Docker through bollard, and a simulated one for scale tests.
 //! `streaming` serves logs, exec, attach and port-forward to the apiserver; `static_pods`
-//! runs pods from manifest files, with mirror pods in the API.
+//! runs pods from manifest files, with mirror pods in the API; `stats` is the Summary API.
 
 pub mod heartbeat;
 pub mod host;
@@ -20,5 +20,6 @@ pub mod pod_sync;
 pub mod probes;
 pub mod runtime;
 pub mod static_pods;
+pub mod stats;
 pub mod streaming;
 pub mod volumes;

@@ -143,6 +143,7 @@ async fn run<R: ContainerRuntime>(
                     streaming::Access::default(),
                     node.runtime.clone(),
                     node.client.clone(),
+                    node.name.clone(),
                 )
                 .await
             }

@@ -267,6 +267,7 @@ mod tests {
                 "node.k8s.io",
                 "discovery.k8s.io",
                 "flowcontrol.apiserver.k8s.io",
+                "metrics.k8s.io",
             ]
         );
         let core = aggregated(true, "v2");

@@ -4,6 +4,7 @@
 //! `status_error` as a Status.
 
 pub mod discovery;
+pub mod metrics_api;
 pub mod negotiation;
 pub mod openapi;
 pub mod openapi_v2;
@@ -295,6 +296,9 @@ where
         .ok_or_else(ApiError::path_not_found)?;
     if let Some(review) = resource.review {
         return review_request(server, resource, review, &info, user, req).await;
+    }
+    if let Some(kind) = resource.metrics {
+        return metrics_api::serve(server, resource, kind, &info, &query).await;
     }
     resource_request(server, resource, info, query, req).await
 }

@@ -46,7 +46,7 @@ pub fn json_names(schema_lowercase: &str) -> Option<&'static HashMap<String, Str
 
 fn build_definitions() -> Map<String, Value> {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    for r in RESOURCES.iter() {
+    for r in RESOURCES.iter().filter(|r| r.metrics.is_none()) {
         (r.types.schema)(&mut generator);
     }
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
@@ -62,7 +62,7 @@ fn build_definitions() -> Map<String, Value> {
         add_markers(name, schema);
         wrap_refs(schema);
     }
-    for r in RESOURCES.iter() {
+    for r in RESOURCES.iter().filter(|r| r.metrics.is_none()) {
         let name = (r.types.schema_name)();
         if let Some(schema) = defs.get_mut(&name) {
             schema["x-kubernetes-group-version-kind"] =
@@ -259,7 +259,7 @@ fn document(group: &str, version: &str) -> Value {
     let mut paths = BTreeMap::new();
     for r in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version)
+        .filter(|r| r.group == group && r.version == version && r.metrics.is_none())
     {
         paths.extend(paths_for(r));
     }
@@ -280,7 +280,13 @@ pub struct OpenApiDocs {
 impl OpenApiDocs {
     pub fn build() -> OpenApiDocs {
         let mut docs = BTreeMap::new();
-        for (group, version) in group_versions() {
+        // The metrics API has no document here (metrics-server publishes its own).
+        let documented = group_versions().into_iter().filter(|(g, v)| {
+            RESOURCES
+                .iter()
+                .any(|r| r.group == *g && r.version == *v && r.metrics.is_none())
+        });
+        for (group, version) in documented {
             let path = if group.is_empty() {
                 format!("api/{version}")
             } else {

@@ -106,7 +106,10 @@ fn swagger() -> Value {
         .map(|(name, schema)| (name.clone(), to_v2_schema(schema)))
         .collect();
     let mut paths = Map::new();
-    for r in RESOURCES.iter().filter(|r| r.review.is_none()) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.review.is_none() && r.metrics.is_none())
+    {
         for (path, item) in openapi::paths_for(r) {
             let mut v2 = Map::new();
             for (method, op) in item.as_object().into_iter().flatten() {

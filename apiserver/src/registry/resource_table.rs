@@ -115,6 +115,16 @@ pub struct ResourceDef {
     pub review: Option<Review>,
     /// Served over another version's stored form.
     pub conversion: Option<Conversion>,
+    /// Read-only resource metrics (`metrics.k8s.io`), gathered from the nodes on each read
+    /// and never stored.
+    pub metrics: Option<MetricsKind>,
+}
+
+/// Which resource metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsKind {
+    Nodes,
+    Pods,
 }
 
 impl ResourceDef {
@@ -161,7 +171,9 @@ impl ResourceDef {
 
     /// Verbs of the main resource, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.review.is_some() {
+        if self.metrics.is_some() {
+            &["get", "list"]
+        } else if self.review.is_some() {
             &["create"]
         } else if self.plural == "namespaces" {
             &[
@@ -211,6 +223,43 @@ fn def(
         types,
         review: None,
         conversion: None,
+        metrics: None,
+    }
+}
+
+fn metrics(kind: &'static str, plural: &'static str, which: MetricsKind) -> ResourceDef {
+    ResourceDef {
+        metrics: Some(which),
+        ..def(
+            "metrics.k8s.io",
+            "v1beta1",
+            kind,
+            plural,
+            which == MetricsKind::Pods,
+            NONE,
+            NONE,
+            NO_SUBRESOURCES,
+            Box::new(PlainStrategy),
+            &printers::DEFAULT,
+            match which {
+                MetricsKind::Nodes => metrics_hooks::<k8s_metrics::v1beta1::NodeMetrics>(|| {
+                    "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics".into()
+                }),
+                MetricsKind::Pods => metrics_hooks::<k8s_metrics::v1beta1::PodMetrics>(|| {
+                    "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics".into()
+                }),
+            },
+        )
+    }
+}
+
+/// Type hooks of a metrics kind: its k8s-metrics type, and no schema of its own (the
+/// metrics API is left out of the OpenAPI documents, as metrics-server publishes it).
+fn metrics_hooks<K: DeserializeOwned + Serialize>(schema_name: fn() -> String) -> TypeHooks {
+    TypeHooks {
+        round_trip: round_trip::<K>,
+        schema: |g| g.subschema_for::<Value>(),
+        schema_name,
     }
 }
 
@@ -1016,6 +1065,8 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
             &cluster::PRIORITYLEVELCONFIGURATIONS,
             hooks::<flowcontrol::v1::PriorityLevelConfiguration>(),
         ),
+        metrics("NodeMetrics", "nodes", MetricsKind::Nodes),
+        metrics("PodMetrics", "pods", MetricsKind::Pods),
     ]
 });
 

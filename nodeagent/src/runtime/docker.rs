@@ -18,7 +18,7 @@ use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig}
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
     ListContainersOptions, LogsOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
-    StartContainerOptions, StopContainerOptions,
+    StartContainerOptions, StatsOptions, StopContainerOptions,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 
 use super::{
     ByteStream, ContainerInstance, ContainerRuntime, ExecSession, ImageError, ImageRef,
-    InstanceState, Launch, LogOptions, PodConnection, RegistryAuth, Resize, Sandbox, labels,
+    InstanceState, Launch, LogOptions, PodConnection, RegistryAuth, Resize, Sandbox, Usage, labels,
 };
 use scheduler::resources::milli;
 
@@ -849,6 +849,58 @@ impl ContainerRuntime for DockerRuntime {
                     })
                 })
             }),
+        })
+    }
+
+    async fn usage(&self, id: &str) -> Result<Usage> {
+        // Not one-shot: Docker samples twice, a second apart, so the CPU rate comes with it.
+        let mut stats = self.docker.stats(
+            bare(id),
+            Some(StatsOptions {
+                stream: false,
+                one_shot: false,
+            }),
+        );
+        let s = stats
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("no stats for {id}"))??;
+        let total = |c: &Option<bollard::models::ContainerCpuStats>| {
+            c.as_ref()
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0)
+        };
+        let system = |c: &Option<bollard::models::ContainerCpuStats>| {
+            c.as_ref().and_then(|c| c.system_cpu_usage).unwrap_or(0)
+        };
+        let cpus = s
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.online_cpus)
+            .unwrap_or(1)
+            .max(1) as f64;
+        let cpu_delta = total(&s.cpu_stats).saturating_sub(total(&s.precpu_stats)) as f64;
+        let system_delta = system(&s.cpu_stats).saturating_sub(system(&s.precpu_stats)) as f64;
+        let cpu_nano_cores = if system_delta > 0.0 {
+            (cpu_delta / system_delta * cpus * 1e9) as u64
+        } else {
+            0
+        };
+        let memory = s.memory_stats.as_ref();
+        let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+        let inactive = memory
+            .and_then(|m| m.stats.as_ref())
+            .and_then(|st| {
+                st.get("inactive_file")
+                    .or_else(|| st.get("total_inactive_file"))
+            })
+            .copied()
+            .unwrap_or(0);
+        Ok(Usage {
+            cpu_nano_cores,
+            cpu_core_nano_seconds: total(&s.cpu_stats),
+            memory_working_set_bytes: usage.saturating_sub(inactive),
         })
     }
 

@@ -148,6 +148,17 @@ pub struct ExecSession {
     pub resize: Option<Resize>,
 }
 
+/// What a running container uses now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU in billionths of a core, averaged over the last second or so.
+    pub cpu_nano_cores: u64,
+    /// CPU time used since the container started.
+    pub cpu_core_nano_seconds: u64,
+    /// Memory in use that cannot be reclaimed at once (usage less inactive file cache).
+    pub memory_working_set_bytes: u64,
+}
+
 /// A connection into a pod's network namespace (port-forward).
 pub trait PodConnection: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PodConnection for T {}
@@ -234,6 +245,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         tty: bool,
         stdin: bool,
     ) -> impl std::future::Future<Output = anyhow::Result<ExecSession>> + Send;
+
+    /// What the running instance uses now.
+    fn usage(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<Usage>> + Send;
 
     /// Opens a TCP connection to `port` inside the sandbox's network namespace.
     fn connect(

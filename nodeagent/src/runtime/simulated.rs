@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use super::{
     ByteStream, ContainerInstance, ContainerRuntime, ExecSession, ImageError, ImageRef,
-    InstanceState, Launch, LogOptions, PodConnection, RegistryAuth, Sandbox,
+    InstanceState, Launch, LogOptions, PodConnection, RegistryAuth, Sandbox, Usage,
 };
 
 #[derive(Default)]
@@ -235,6 +235,14 @@ impl ContainerRuntime for SimulatedRuntime {
         _stdin: bool,
     ) -> Result<ExecSession> {
         Err(anyhow!("the simulated runtime runs no processes"))
+    }
+
+    async fn usage(&self, id: &str) -> Result<Usage> {
+        // Simulated containers use nothing.
+        match self.with_instance(id, |_| ()) {
+            Some(_) => Ok(Usage::default()),
+            None => bail!("no container {id}"),
+        }
     }
 
     async fn connect(&self, _sandbox: &Sandbox, _port: u16) -> Result<Box<dyn PodConnection>> {

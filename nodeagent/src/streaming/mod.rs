@@ -10,6 +10,7 @@
 //! - `/portForward/<ns>/<pod>`: kube-rs's WebSocket channels (`?ports=`), and kubectl's SPDY
 //!   (`portforward.k8s.io` streams), straight or tunnelled in WebSocket
 //!   (`SPDY/3.1+portforward.k8s.io`); see [`port_forward`].
+//! - `/stats/summary`: the Summary API ([`crate::stats`]).
 //! - `/healthz`.
 
 pub mod port_forward;
@@ -78,6 +79,8 @@ pub struct TlsFiles<'a> {
 struct Server<R> {
     runtime: Arc<R>,
     client: kube::Client,
+    node: String,
+    cpu: crate::stats::NodeCpu,
 }
 
 fn tls_config(files: &TlsFiles<'_>) -> Result<rustls::ServerConfig> {
@@ -134,13 +137,19 @@ pub async fn serve<R: ContainerRuntime>(
     access: Access,
     runtime: Arc<R>,
     client: kube::Client,
+    node: String,
 ) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&files)?));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr} (the streaming server)"))?;
     info!(%addr, "streaming server listening");
-    let server = Arc::new(Server { runtime, client });
+    let server = Arc::new(Server {
+        runtime,
+        client,
+        node,
+        cpu: crate::stats::NodeCpu::default(),
+    });
     let access = Arc::new(access);
     loop {
         let (tcp, peer) = listener.accept().await?;
@@ -283,6 +292,22 @@ impl<R: ContainerRuntime> Server<R> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match parts.as_slice() {
             ["healthz"] => Ok(Response::new(full("ok"))),
+            ["stats", "summary"] => {
+                match crate::stats::summary(
+                    self.runtime.as_ref(),
+                    &self.client,
+                    &self.node,
+                    &self.cpu,
+                )
+                .await
+                {
+                    Ok(summary) => Ok(Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(full(serde_json::to_vec(&summary).unwrap_or_default()))
+                        .expect("a valid response")),
+                    Err(e) => Err(Refusal::new(500, "InternalError", format!("{e:#}"))),
+                }
+            }
             ["containerLogs", ns, pod, container] => self.logs(ns, pod, container, &q).await,
             ["exec", ns, pod, container] => {
                 self.exec(&mut req, ns, pod, container, &q, false).await
