@@ -352,10 +352,12 @@ spec:
       exec: {command: ["cat", "/tmp/healthy"]}
       periodSeconds: 1
       failureThreshold: 2
-    volumeMounts: [{name: config, mountPath: /etc/config}]
+    volumeMounts: [{name: config, mountPath: /etc/config}, {name: scratch, mountPath: /scratch}]
   volumes:
   - name: config
     configMap: {name: settings}
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
 "#;
 
 #[test]
@@ -379,6 +381,15 @@ fn liveness_failures_restart_and_config_map_volumes_show_their_files() {
             .ok(),
         "hello"
     );
+    // A memory-backed emptyDir is a tmpfs of its size limit.
+    let mounts = c
+        .kubectl(
+            V,
+            &["exec", "live", "--", "grep", " /scratch ", "/proc/mounts"],
+        )
+        .ok();
+    assert!(mounts.starts_with("tmpfs /scratch tmpfs"), "{mounts}");
+    assert!(mounts.contains("size=16384k"), "{mounts}");
     // A changed ConfigMap reaches the running container.
     c.kubectl(
         V,

@@ -15,14 +15,17 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::host::HostInfo;
+use crate::host::{HostInfo, Pressure};
 use crate::node_status::{self, AgentIdentity};
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// The Lease's duration (the kubelet's default) and how often it is renewed.
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Node status is written at least this often, and when it changes (looked at every
+/// [`STATUS_CHECK`]), as the kubelet's nodeStatusReportFrequency and UpdateFrequency.
 const STATUS_REPORT: Duration = Duration::from_secs(300);
+const STATUS_CHECK: Duration = Duration::from_secs(10);
 
 /// The Lease of `node` renewed at `now`.
 pub fn lease(node: &Node, now: Timestamp) -> Lease {
@@ -75,6 +78,7 @@ pub async fn report_status(
     client: &kube::Client,
     agent: &AgentIdentity,
     host: &HostInfo,
+    pressure: Pressure,
 ) -> Result<Node> {
     let api: Api<Node> = Api::all(client.clone());
     let current = api.get(&agent.node_name).await?;
@@ -83,7 +87,7 @@ pub async fn report_status(
         .as_ref()
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let status = node_status::status(agent, host, &previous, Timestamp::now());
+    let status = node_status::status(agent, host, pressure, &previous, Timestamp::now());
     Ok(api
         .patch_status(
             &agent.node_name,
@@ -115,13 +119,19 @@ pub async fn renew_lease(client: &kube::Client, node: &Node) -> Result<()> {
 }
 
 /// Registers the node and keeps it alive until the task is dropped.
-pub async fn run(client: kube::Client, agent: AgentIdentity, host: HostInfo) -> Result<()> {
+pub async fn run(
+    client: kube::Client,
+    agent: AgentIdentity,
+    host: HostInfo,
+    root: std::path::PathBuf,
+) -> Result<()> {
     // Until the API server answers, registration is retried (as the kubelet does).
     let mut delay = Duration::from_millis(200);
+    let mut pressure = Pressure::read(&root);
     let node = loop {
         let attempt = async {
             let node = register(&client, &agent).await?;
-            report_status(&client, &agent, &host).await?;
+            report_status(&client, &agent, &host, pressure).await?;
             renew_lease(&client, &node).await?;
             anyhow::Ok(node)
         };
@@ -138,9 +148,10 @@ pub async fn run(client: kube::Client, agent: AgentIdentity, host: HostInfo) -> 
         }
     };
     let mut lease_tick = tokio::time::interval(LEASE_RENEW);
-    let mut status_tick = tokio::time::interval(STATUS_REPORT);
+    let mut status_tick = tokio::time::interval(STATUS_CHECK);
     lease_tick.tick().await;
     status_tick.tick().await;
+    let mut reported = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = lease_tick.tick() => {
@@ -149,8 +160,19 @@ pub async fn run(client: kube::Client, agent: AgentIdentity, host: HostInfo) -> 
                 }
             }
             _ = status_tick.tick() => {
-                if let Err(e) = report_status(&client, &agent, &host).await {
-                    warn!(error = %e, "reporting node status failed");
+                let now = Pressure::read(&root);
+                if now == pressure && reported.elapsed() < STATUS_REPORT {
+                    continue;
+                }
+                if now != pressure {
+                    info!(?now, "node pressure changed");
+                }
+                match report_status(&client, &agent, &host, now).await {
+                    Ok(_) => {
+                        pressure = now;
+                        reported = tokio::time::Instant::now();
+                    }
+                    Err(e) => warn!(error = %e, "reporting node status failed"),
                 }
             }
         }

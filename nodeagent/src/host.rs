@@ -81,3 +81,44 @@ mod tests {
         );
     }
 }
+
+/// Resource pressure on the node, by the kubelet's default hard eviction thresholds
+/// (`memory.available<100Mi`, `nodefs.available<10%`; no PID threshold by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// The smallest free memory before MemoryPressure.
+pub const MEMORY_AVAILABLE_MIN: u64 = 100 * 1024 * 1024;
+
+/// `MemAvailable` in bytes from `/proc/meminfo` text.
+pub fn mem_available(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kib| kib * 1024)
+}
+
+impl Pressure {
+    /// The pressure now, the disk judged on the file system holding `root`.
+    pub fn read(root: &std::path::Path) -> Pressure {
+        let memory = mem_available(&read("/proc/meminfo"))
+            .is_some_and(|available| available < MEMORY_AVAILABLE_MIN);
+        let disk = rustix::fs::statvfs(root)
+            .ok()
+            .filter(|v| v.f_blocks > 0)
+            .is_some_and(|v| v.f_bavail * 10 < v.f_blocks);
+        Pressure {
+            memory,
+            disk,
+            pid: false,
+        }
+    }
+}

@@ -116,7 +116,7 @@ async fn run<R: ContainerRuntime>(
         streaming_port: flags.streaming_port,
     };
     let host = HostInfo::read(flags.address);
-    let heartbeats = heartbeat::run(client.clone(), agent, host);
+    let heartbeats = heartbeat::run(client.clone(), agent, host, flags.root_dir.clone());
     let node = Arc::new(pod_sync::Node {
         events: controllers::events::EventRecorder::new(client.clone(), "kubelet", &node_name),
         client,

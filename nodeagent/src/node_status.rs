@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-use crate::host::{HostInfo, go_arch};
+use crate::host::{HostInfo, Pressure, go_arch};
 
 /// The most pods the agent takes (the kubelet's default `--max-pods`).
 pub const MAX_PODS: u64 = 110;
@@ -104,9 +104,21 @@ fn condition(
 pub fn status(
     agent: &AgentIdentity,
     host: &HostInfo,
+    pressure: Pressure,
     previous: &[NodeCondition],
     now: Timestamp,
 ) -> NodeStatus {
+    let pressure_condition = |type_: &str, on: bool, yes: (&str, &str), no: (&str, &str)| {
+        let (reason, message) = if on { yes } else { no };
+        condition(
+            type_,
+            if on { "True" } else { "False" },
+            reason,
+            message,
+            now,
+            previous,
+        )
+    };
     let capacity: BTreeMap<String, Quantity> = [
         ("cpu", host.cpus.to_string()),
         ("memory", format!("{}Ki", host.memory_kib)),
@@ -119,29 +131,35 @@ pub fn status(
         allocatable: Some(capacity.clone()),
         capacity: Some(capacity),
         conditions: Some(vec![
-            condition(
+            pressure_condition(
                 "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-                now,
-                previous,
+                pressure.memory,
+                (
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available",
+                ),
+                (
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
             ),
-            condition(
+            pressure_condition(
                 "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-                now,
-                previous,
+                pressure.disk,
+                ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+                ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
             ),
-            condition(
+            pressure_condition(
                 "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-                now,
-                previous,
+                pressure.pid,
+                (
+                    "KubeletHasInsufficientPID",
+                    "kubelet has insufficient PID available",
+                ),
+                (
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                ),
             ),
             condition(
                 "Ready",
@@ -188,6 +206,33 @@ pub fn status(
 mod tests {
     use super::*;
 
+    #[test]
+    fn pressure_shows_in_the_conditions() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let pressed = Pressure {
+            memory: true,
+            disk: false,
+            pid: false,
+        };
+        let s = status(&agent(), &host(), pressed, &[], now);
+        let memory = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
+        assert_eq!(memory.status, "True");
+        assert_eq!(
+            memory.reason.as_deref(),
+            Some("KubeletHasInsufficientMemory")
+        );
+        assert_eq!(
+            crate::host::mem_available("MemTotal: 10 kB\nMemAvailable:   2048 kB\n"),
+            Some(2 * 1024 * 1024)
+        );
+    }
+
     fn agent() -> AgentIdentity {
         AgentIdentity {
             node_name: "worker-1".into(),
@@ -221,7 +266,7 @@ mod tests {
     #[test]
     fn status_reports_capacity_conditions_and_the_streaming_port() {
         let now = Timestamp::from_second(1_000).unwrap();
-        let s = status(&agent(), &host(), &[], now);
+        let s = status(&agent(), &host(), Pressure::default(), &[], now);
         let capacity = s.capacity.clone().unwrap();
         assert_eq!(capacity["cpu"].0, "2");
         assert_eq!(capacity["memory"].0, "24576000Ki");
@@ -242,7 +287,13 @@ mod tests {
         );
         // A later heartbeat keeps the transition time and moves the heartbeat.
         let later = Timestamp::from_second(2_000).unwrap();
-        let again = status(&agent(), &host(), &s.conditions.unwrap(), later);
+        let again = status(
+            &agent(),
+            &host(),
+            Pressure::default(),
+            &s.conditions.unwrap(),
+            later,
+        );
         let ready = again
             .conditions
             .unwrap()

@@ -614,6 +614,16 @@ async fn start_containers<R: ContainerRuntime>(
     } else {
         sandbox.ip.clone()
     };
+    let uid = pod.uid().unwrap_or_default();
+    let mut memory = HashMap::new();
+    for (name, limit) in volumes::memory_volumes(pod) {
+        match runtime.memory_volume(&uid, &name, limit).await {
+            Ok(source) => {
+                memory.insert(name, source);
+            }
+            Err(e) => warn!(pod = %pod.name_any(), error = %e, "making a memory volume failed"),
+        }
+    }
     let prepared = volumes::prepare(
         pod,
         &volumes::VolumeContext {
@@ -621,6 +631,7 @@ async fn start_containers<R: ContainerRuntime>(
             root: &node.root,
             pod_ip: &pod_ip,
             host_ip: node.host_ip,
+            memory: &memory,
         },
     )
     .await;

@@ -5,8 +5,9 @@
 //! so a changed ConfigMap or Secret shows in running containers (files are replaced by
 //! rename, so a reader never sees half a file).
 //!
-//! Not yet: `emptyDir.medium: Memory` is a plain directory (no tmpfs), and volume types
-//! that need a storage driver (persistentVolumeClaim, csi, nfs, …) are refused.
+//! `emptyDir` with `medium: Memory` is a tmpfs the runtime makes (a Docker volume), shared by
+//! the pod's containers. Volume types that need a storage driver (persistentVolumeClaim,
+//! csi, nfs, …) are refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -130,6 +131,27 @@ pub struct VolumeContext<'a> {
     pub root: &'a Path,
     pub pod_ip: &'a str,
     pub host_ip: IpAddr,
+    /// The runtime's memory-backed volumes of the pod's `emptyDir` volumes with
+    /// `medium: Memory`, by volume name.
+    pub memory: &'a HashMap<String, String>,
+}
+
+/// The pod's `emptyDir` volumes with `medium: Memory`: name and size limit in bytes.
+pub fn memory_volumes(pod: &Pod) -> Vec<(String, Option<u64>)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            let e = v.empty_dir.as_ref()?;
+            (e.medium.as_deref() == Some("Memory")).then(|| {
+                let limit = e
+                    .size_limit
+                    .as_ref()
+                    .map(|q| (scheduler::resources::milli(q) / 1000).max(0) as u64);
+                (v.name.clone(), limit)
+            })
+        })
+        .collect()
 }
 
 async fn downward_files(
@@ -224,6 +246,10 @@ pub async fn prepare(
         .unwrap_or_default();
     for v in volumes {
         let dir = base.join(&v.name);
+        if let Some(source) = ctx.memory.get(&v.name) {
+            out.insert(v.name.clone(), PathBuf::from(source));
+            continue;
+        }
         if v.empty_dir.is_some() {
             std::fs::create_dir_all(&dir).map_err(io)?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
@@ -338,6 +364,12 @@ pub fn mounts(
         };
         let mut host = host.clone();
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if !host.is_absolute() {
+                return Err(ConfigError(format!(
+                    "subPath {sub:?} of the memory-backed volume {:?} is not supported on this node",
+                    m.name
+                )));
+            }
             if Path::new(sub)
                 .components()
                 .any(|c| !matches!(c, std::path::Component::Normal(_)))

@@ -673,6 +673,27 @@ impl ContainerRuntime for DockerRuntime {
         for id in self.list(&[(labels::POD_UID, uid)]).await? {
             self.remove_container(&id).await?;
         }
+        // The pod's memory volumes go with it.
+        let volumes = self
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(self.label_filter(&[(labels::POD_UID, uid)])),
+            }))
+            .await?;
+        for v in volumes.volumes.into_iter().flatten() {
+            let removed = self
+                .docker
+                .remove_volume(
+                    &v.name,
+                    Some(bollard::query_parameters::RemoveVolumeOptions { force: true }),
+                )
+                .await;
+            if let Err(e) = removed
+                && !not_found(&e)
+            {
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
@@ -850,6 +871,39 @@ impl ContainerRuntime for DockerRuntime {
                 })
             }),
         })
+    }
+
+    async fn memory_volume(
+        &self,
+        uid: &str,
+        name: &str,
+        size_limit: Option<u64>,
+    ) -> Result<String> {
+        let volume = format!("k8s_{uid}_{name}");
+        let mut options = HashMap::from([
+            ("type".to_owned(), "tmpfs".to_owned()),
+            ("device".to_owned(), "tmpfs".to_owned()),
+        ]);
+        if let Some(bytes) = size_limit {
+            options.insert("o".into(), format!("size={bytes}"));
+        }
+        let mut labels_of = HashMap::from([
+            (labels::POD_UID.to_owned(), uid.to_owned()),
+            (labels::NODE.to_owned(), self.node.clone()),
+        ]);
+        labels_of.insert(labels::KIND.into(), "volume".into());
+        // Creating a volume that exists with the same options returns it.
+        self.docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(volume.clone()),
+                driver: Some("local".into()),
+                driver_opts: Some(options),
+                labels: Some(labels_of),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the memory volume {volume}"))?;
+        Ok(volume)
     }
 
     async fn usage(&self, id: &str) -> Result<Usage> {

@@ -246,6 +246,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         stdin: bool,
     ) -> impl std::future::Future<Output = anyhow::Result<ExecSession>> + Send;
 
+    /// A memory-backed (tmpfs) volume for the pod's `emptyDir` `name`, made once and shared
+    /// by its containers; returns what a [`Mount`] names as its source.
+    fn memory_volume(
+        &self,
+        uid: &str,
+        name: &str,
+        size_limit: Option<u64>,
+    ) -> impl std::future::Future<Output = anyhow::Result<String>> + Send;
+
     /// What the running instance uses now.
     fn usage(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<Usage>> + Send;
 

@@ -237,6 +237,11 @@ impl ContainerRuntime for SimulatedRuntime {
         Err(anyhow!("the simulated runtime runs no processes"))
     }
 
+    async fn memory_volume(&self, uid: &str, name: &str, _size: Option<u64>) -> Result<String> {
+        // Nothing is mounted anywhere: the name is all there is.
+        Ok(format!("simulated-{uid}-{name}"))
+    }
+
     async fn usage(&self, id: &str) -> Result<Usage> {
         // Simulated containers use nothing.
         match self.with_instance(id, |_| ()) {
