@@ -127,6 +127,35 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
     let _ = follow.kill();
     let _ = follow.wait();
 
+    // The API server's Service is in the environment, as the kubelet puts it there.
+    let api_ip = c
+        .kubectl(
+            V,
+            &[
+                "get",
+                "svc",
+                "kubernetes",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        )
+        .ok();
+    assert_eq!(
+        c.kubectl(
+            V,
+            &[
+                "exec",
+                "bb",
+                "--",
+                "sh",
+                "-c",
+                "echo $KUBERNETES_SERVICE_HOST"
+            ]
+        )
+        .ok(),
+        format!("{api_ip}\n")
+    );
+
     // exec, with an exit code, and exec -i with stdin.
     assert_eq!(
         c.kubectl(V, &["exec", "bb", "--", "sh", "-c", "echo hi"])

@@ -1,4 +1,5 @@
-//! A container's environment, as the kubelet makes it: `envFrom` (ConfigMaps and Secrets,
+//! A container's environment, as the kubelet makes it: the Service variables of its
+//! namespace (`<NAME>_SERVICE_HOST` …, `enableServiceLinks`), then `envFrom` (ConfigMaps and Secrets,
 //! with prefixes), then `env` in order, with `valueFrom` (the downward API's `fieldRef` and
 //! `resourceFieldRef`, `configMapKeyRef`, `secretKeyRef`) and `$(VAR)` references to what
 //! came before; and the command and args expanded the same way.
@@ -9,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret, Service};
 use kube::api::Api;
 use scheduler::resources::milli;
 
@@ -250,15 +251,103 @@ impl Sources {
     }
 }
 
-/// The container's environment, in order.
+/// The variables that describe one Service (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`,
+/// and the Docker-link style `<NAME>_PORT…`), as the kubelet makes them.
+pub fn service_vars(service: &Service) -> Vec<(String, String)> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let Some(ip) = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+    else {
+        return Vec::new();
+    };
+    let name = service
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or("")
+        .to_uppercase()
+        .replace('-', "_");
+    let ports = spec.ports.clone().unwrap_or_default();
+    let Some(first) = ports.first() else {
+        return Vec::new();
+    };
+    let mut out = vec![
+        (format!("{name}_SERVICE_HOST"), ip.to_owned()),
+        (format!("{name}_SERVICE_PORT"), first.port.to_string()),
+    ];
+    for p in &ports {
+        if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            out.push((
+                format!(
+                    "{name}_SERVICE_PORT_{}",
+                    port_name.to_uppercase().replace('-', "_")
+                ),
+                p.port.to_string(),
+            ));
+        }
+    }
+    let protocol = |p: &k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.clone().unwrap_or_else(|| "TCP".into())
+    };
+    out.push((
+        format!("{name}_PORT"),
+        format!("{}://{ip}:{}", protocol(first).to_lowercase(), first.port),
+    ));
+    for p in &ports {
+        let proto = protocol(p);
+        let prefix = format!("{name}_PORT_{}_{}", p.port, proto.to_uppercase());
+        out.push((
+            prefix.clone(),
+            format!("{}://{ip}:{}", proto.to_lowercase(), p.port),
+        ));
+        out.push((format!("{prefix}_PROTO"), proto.to_lowercase()));
+        out.push((format!("{prefix}_PORT"), p.port.to_string()));
+        out.push((format!("{prefix}_ADDR"), ip.to_owned()));
+    }
+    out
+}
+
+/// The Service variables of a pod: those of its namespace's Services (unless
+/// `enableServiceLinks` is false), and always the API server's `kubernetes` Service.
+pub async fn service_env(client: &kube::Client, pod: &Pod) -> Vec<(String, String)> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut services: Vec<Service> = Vec::new();
+    if links {
+        let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+        if let Ok(list) = api.list(&kube::api::ListParams::default()).await {
+            services.extend(list.items);
+        }
+    }
+    if !links || namespace != "default" {
+        let api: Api<Service> = Api::namespaced(client.clone(), "default");
+        if let Ok(Some(master)) = api.get_opt("kubernetes").await {
+            services.push(master);
+        }
+    }
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    services.iter().flat_map(service_vars).collect()
+}
+
+/// The container's environment, in order: `base` (the Service variables) first, then what
+/// the container asks for, which wins.
 pub async fn container_env(
     sources: &mut Sources,
     pod: &Pod,
     container: &Container,
     pod_ip: &str,
     host_ip: IpAddr,
+    base: &[(String, String)],
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut ordered: Vec<(String, String)> = Vec::new();
+    let mut ordered: Vec<(String, String)> = base.to_vec();
     let mut values: HashMap<String, String> = HashMap::new();
     let mut set = |k: String, v: String, ordered: &mut Vec<(String, String)>| {
         if let Some(slot) = ordered.iter_mut().find(|(name, _)| *name == k) {
@@ -364,6 +453,28 @@ pub async fn container_env(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn services_become_variables() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web-api"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}
+        }))
+        .unwrap();
+        let vars: HashMap<String, String> = service_vars(&svc).into_iter().collect();
+        assert_eq!(vars["WEB_API_SERVICE_HOST"], "10.96.0.10");
+        assert_eq!(vars["WEB_API_SERVICE_PORT"], "80");
+        assert_eq!(vars["WEB_API_SERVICE_PORT_HTTP"], "80");
+        assert_eq!(vars["WEB_API_PORT"], "tcp://10.96.0.10:80");
+        assert_eq!(vars["WEB_API_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(vars["WEB_API_PORT_53_UDP_ADDR"], "10.96.0.10");
+        let headless: Service = serde_json::from_value(
+            json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}),
+        )
+        .unwrap();
+        assert!(service_vars(&headless).is_empty());
+    }
 
     #[test]
     fn references_expand_from_earlier_variables() {

@@ -656,6 +656,7 @@ async fn start_containers<R: ContainerRuntime>(
         }
     };
     let credentials = pull_credentials(&node.client, pod).await;
+    let service_vars = pod_env::service_env(&node.client, pod).await;
     let mut sources = Sources::new(node.client.clone(), &pod.namespace().unwrap_or_default());
     let now = Timestamp::now();
     for start in &plan.start {
@@ -766,7 +767,16 @@ async fn start_containers<R: ContainerRuntime>(
                 continue;
             }
         };
-        let env = match pod_env::container_env(&mut sources, pod, c, &pod_ip, node.host_ip).await {
+        let env = match pod_env::container_env(
+            &mut sources,
+            pod,
+            c,
+            &pod_ip,
+            node.host_ip,
+            &service_vars,
+        )
+        .await
+        {
             Ok(env) => env,
             Err(e) => {
                 config_error(node, state, &r, &c.name, e.0).await;
