@@ -278,6 +278,35 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
     let _ = forward.kill();
     let _ = forward.wait();
 
+    // kubectl debug: an ephemeral container in the pod, sharing the target's processes.
+    c.kubectl(
+        V,
+        &[
+            "debug",
+            "bb",
+            "--image=busybox",
+            "--image-pull-policy=IfNotPresent",
+            "--target=bb",
+            "-c",
+            "debugger",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    )
+    .ok();
+    eventually(Duration::from_secs(60), || {
+        let pod = pod_json(&c, "bb");
+        pod["status"]["ephemeralContainerStatuses"][0]["state"]["running"]
+            .is_object()
+            .then_some(())
+    })
+    .expect("the debug container runs");
+    let processes = c
+        .kubectl(V, &["exec", "bb", "-c", "debugger", "--", "ps"])
+        .ok();
+    assert!(processes.contains("httpd -p 8080"), "{processes}");
+
     // delete: the container is gone within the pod's 5 s grace period (the shell ignores
     // SIGTERM as PID 1, so it is killed when the grace period ends).
     let started = Instant::now();

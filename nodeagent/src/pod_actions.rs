@@ -113,6 +113,23 @@ fn exit_of(i: &ContainerInstance) -> Option<(i32, Timestamp, Timestamp)> {
     }
 }
 
+/// The pod's ephemeral containers (`kubectl debug`) as containers, each with the container
+/// whose process namespace it targets.
+pub fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|e| {
+            let mut value = serde_json::to_value(e).ok()?;
+            let target = value
+                .as_object_mut()?
+                .remove("targetContainerName")
+                .and_then(|t| t.as_str().map(str::to_owned));
+            Some((serde_json::from_value(value).ok()?, target))
+        })
+        .collect()
+}
+
 /// Whether every container of a pod is done for good under its restart policy.
 pub fn is_terminal(pod: &Pod, instances: &[ContainerInstance]) -> bool {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -227,6 +244,19 @@ pub fn plan(
                 waiting_for_init(&spec.containers, &mut plan);
                 return plan;
             }
+        }
+    }
+
+    // Ephemeral containers start once, when the pod runs, and are never restarted.
+    for (c, _) in ephemeral_containers(pod) {
+        if latest(instances, &c.name).0.is_none() {
+            plan.start.push(Start {
+                name: c.name.clone(),
+                init: false,
+                attempt: 0,
+            });
+            plan.waiting
+                .insert(c.name.clone(), Waiting::new("ContainerCreating", None));
         }
     }
 
@@ -548,6 +578,57 @@ mod tests {
             .is_empty()
         );
         assert!(is_terminal(&never, &[failed]));
+    }
+
+    #[test]
+    fn ephemeral_containers_start_once_and_are_never_restarted() {
+        let mut p = pod("Always", false);
+        p.spec.as_mut().unwrap().ephemeral_containers = Some(vec![
+            serde_json::from_value(
+                json!({"name": "debugger", "image": "busybox", "targetContainerName": "app"}),
+            )
+            .unwrap(),
+        ]);
+        let sb = sandbox(0);
+        let app = instance(
+            &p,
+            "app",
+            0,
+            InstanceState::Running {
+                started_at: at(1_000),
+            },
+        );
+        let first = plan(
+            &p,
+            Some(&sb),
+            std::slice::from_ref(&app),
+            &HashSet::new(),
+            at(1_001),
+        );
+        assert_eq!(
+            first.start,
+            vec![Start {
+                name: "debugger".into(),
+                init: false,
+                attempt: 0
+            }]
+        );
+        assert_eq!(ephemeral_containers(&p)[0].1.as_deref(), Some("app"));
+        let done = ContainerInstance {
+            id: "debugger-0".into(),
+            name: "debugger".into(),
+            attempt: 0,
+            sandbox_attempt: 0,
+            image: "busybox".into(),
+            image_id: String::new(),
+            spec_hash: String::new(),
+            state: exited(1, 1_002),
+        };
+        assert!(
+            plan(&p, Some(&sb), &[app, done], &HashSet::new(), at(1_100))
+                .start
+                .is_empty()
+        );
     }
 
     #[test]

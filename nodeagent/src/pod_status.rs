@@ -241,6 +241,15 @@ pub fn pod_status(pod: &Pod, seen: &Observed<'_>) -> PodStatus {
         .iter()
         .map(|c| container_status(c, seen, false))
         .collect();
+    let ephemeral: Vec<ContainerStatus> = crate::pod_actions::ephemeral_containers(pod)
+        .iter()
+        .map(|(c, _)| {
+            let mut status = container_status(c, seen, false);
+            // Ephemeral containers are never ready (they take no part in serving).
+            status.ready = false;
+            status
+        })
+        .collect();
     let phase = phase(pod, &init, &app);
     let names = |list: &[ContainerStatus], pick: &dyn Fn(&ContainerStatus) -> bool| {
         list.iter()
@@ -330,6 +339,7 @@ pub fn pod_status(pod: &Pod, seen: &Observed<'_>) -> PodStatus {
         start_time: Some(start_time),
         conditions: Some(conditions),
         init_container_statuses: (!init.is_empty()).then_some(init),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         container_statuses: Some(app),
         qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
         nominated_node_name: pod
@@ -375,6 +385,7 @@ fn reported(status: &PodStatus) -> serde_json::Value {
         conditions,
         containers(&status.init_container_statuses),
         containers(&status.container_statuses),
+        containers(&status.ephemeral_container_statuses),
     ])
 }
 

@@ -321,10 +321,10 @@ async fn run_pre_stop<R: ContainerRuntime>(
     let (Some(c), Some(sandbox)) = (container_of(pod, name), sandbox) else {
         return;
     };
-    let Some(hook) = lifecycle::handler(c, Hook::PreStop) else {
+    let Some(hook) = lifecycle::handler(&c, Hook::PreStop) else {
         return;
     };
-    if !lifecycle::run(node.runtime.as_ref(), id, sandbox, c, hook, grace).await {
+    if !lifecycle::run(node.runtime.as_ref(), id, sandbox, &c, hook, grace).await {
         node.events
             .record(
                 &reference(pod, Some(name)),
@@ -384,13 +384,21 @@ fn reference(pod: &Pod, container: Option<&str>) -> ObjectReference {
     }
 }
 
-fn container_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+/// The spec of the pod's container `name`: an init, app or ephemeral container.
+fn container_of(pod: &Pod, name: &str) -> Option<Container> {
     let spec = pod.spec.as_ref()?;
     spec.init_containers
         .iter()
         .flatten()
         .chain(&spec.containers)
         .find(|c| c.name == name)
+        .cloned()
+        .or_else(|| {
+            pod_actions::ephemeral_containers(pod)
+                .into_iter()
+                .find(|(c, _)| c.name == name)
+                .map(|(c, _)| c)
+        })
 }
 
 fn pull_policy(c: &Container) -> String {
@@ -519,7 +527,7 @@ async fn sync<R: ContainerRuntime>(
     };
     state.blocked.clear();
     if !plan.start.is_empty() {
-        start_containers(node, pod, &sandbox, &plan, state).await;
+        start_containers(node, pod, &sandbox, &plan, &instances, state).await;
     }
     // Report what is there now.
     let instances = runtime.containers(&uid).await?;
@@ -606,6 +614,7 @@ async fn start_containers<R: ContainerRuntime>(
     pod: &Pod,
     sandbox: &crate::runtime::Sandbox,
     plan: &Plan,
+    plan_instances: &[crate::runtime::ContainerInstance],
     state: &mut WorkerState,
 ) {
     let runtime = node.runtime.as_ref();
@@ -663,6 +672,19 @@ async fn start_containers<R: ContainerRuntime>(
         let Some(c) = container_of(pod, &start.name) else {
             continue;
         };
+        let c = &c;
+        // An ephemeral container may share the process namespace of its target.
+        let pid_target = pod_actions::ephemeral_containers(pod)
+            .into_iter()
+            .find(|(e, _)| e.name == c.name)
+            .and_then(|(_, target)| target)
+            .and_then(|target| {
+                plan_instances
+                    .iter()
+                    .rev()
+                    .find(|i| i.name == target)
+                    .map(|i| i.id.clone())
+            });
         let r = reference(pod, Some(&c.name));
         let image = c.image.clone().unwrap_or_default();
         if let Some((_, retry, _)) = state.pull_failures.get(&image)
@@ -805,6 +827,7 @@ async fn start_containers<R: ContainerRuntime>(
             env,
             mounts,
             image_ref: image_ref.reference.clone(),
+            pid_target,
         };
         match runtime.start_container(sandbox, launch).await {
             Ok(id) => {

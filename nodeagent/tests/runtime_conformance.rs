@@ -33,6 +33,7 @@ fn launch<'a>(pod: &'a Pod, c: &'a Container) -> Launch<'a> {
         args: None,
         mounts: Vec::new(),
         image_ref: "busybox:latest".into(),
+        pid_target: None,
     }
 }
 

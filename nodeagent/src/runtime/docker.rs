@@ -561,6 +561,8 @@ impl ContainerRuntime for DockerRuntime {
                 ipc_mode: Some(sandbox_ref.clone()),
                 pid_mode: if spec.host_pid.unwrap_or(false) {
                     Some("host".into())
+                } else if let Some(target) = &launch.pid_target {
+                    Some(format!("container:{}", bare(target)))
                 } else if share_pid {
                     Some(sandbox_ref.clone())
                 } else {

@@ -87,6 +87,8 @@ pub struct Launch<'a> {
     pub mounts: Vec<Mount>,
     /// The image as the runtime resolved it (`ensure_image`).
     pub image_ref: String,
+    /// The instance whose process namespace this one joins (an ephemeral container's target).
+    pub pid_target: Option<String>,
 }
 
 /// Credentials for a registry, from the pod's `imagePullSecrets`.
