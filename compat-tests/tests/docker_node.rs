@@ -836,3 +836,72 @@ fn top_shows_node_and_pod_usage_from_the_summary_api() {
         .contains("NotFound")
     );
 }
+
+#[test]
+fn sidecars_run_beside_the_app_and_stop_when_it_completes() {
+    let c = cluster();
+    let node = DockerNode::start(&c, "docker-sidecar").unwrap();
+    c.apply(
+        V,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job-like}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    restartPolicy: Always
+    command: ["sleep", "3600"]
+  containers:
+  - name: work
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 3; echo done"]
+"#,
+    );
+    let running = eventually(Duration::from_secs(60), || {
+        let pod = pod_json(&c, "job-like");
+        (pod["status"]["phase"] == "Running").then_some(pod)
+    })
+    .unwrap_or_else(|| {
+        let node_json = c
+            .kubectl(
+                V,
+                &[
+                    "get",
+                    "node",
+                    &node.name,
+                    "-o",
+                    "jsonpath={.spec.taints} {.status.conditions[?(@.type=='Ready')]}",
+                ],
+            )
+            .stdout();
+        panic!(
+            "the pod never ran: {}\nnode: {node_json}",
+            pod_json(&c, "job-like")["status"]
+        )
+    });
+    let sidecar = &running["status"]["initContainerStatuses"][0];
+    assert_eq!(sidecar["started"], true, "{running}");
+    assert!(sidecar["state"]["running"].is_object(), "{running}");
+    assert_eq!(node.running_app_containers("job-like").len(), 2);
+    let done = eventually(Duration::from_secs(60), || {
+        let pod = pod_json(&c, "job-like");
+        (pod["status"]["phase"] == "Succeeded").then_some(pod)
+    })
+    .expect("the pod completes although its sidecar never ends");
+    assert_eq!(
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    eventually(Duration::from_secs(30), || {
+        node.running_app_containers("job-like")
+            .is_empty()
+            .then_some(())
+    })
+    .expect("the sidecar is stopped once the pod is done");
+}

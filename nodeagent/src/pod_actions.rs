@@ -146,15 +146,26 @@ pub fn is_terminal(pod: &Pod, instances: &[ContainerInstance]) -> bool {
         || init_failed_for_good(pod, instances)
 }
 
+/// Whether an init container is a sidecar (`restartPolicy: Always`): it keeps running beside
+/// the app containers instead of running to completion.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
 fn init_failed_for_good(pod: &Pod, instances: &[ContainerInstance]) -> bool {
     let spec = pod.spec.clone().unwrap_or_default();
     spec.restart_policy.as_deref() == Some("Never")
-        && spec.init_containers.iter().flatten().any(|c| {
-            latest(instances, &c.name)
-                .0
-                .and_then(exit_of)
-                .is_some_and(|(code, _, _)| code != 0)
-        })
+        && spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| !is_sidecar(c))
+            .any(|c| {
+                latest(instances, &c.name)
+                    .0
+                    .and_then(exit_of)
+                    .is_some_and(|(code, _, _)| code != 0)
+            })
 }
 
 /// Decides the next steps for `pod`. `unhealthy` holds the instances whose liveness probe
@@ -213,9 +224,65 @@ pub fn plan(
         );
     }
 
-    // Init containers, one at a time, each to success, in the current sandbox.
+    // A pod that is done for good stops what still runs (its sidecars).
+    if terminal {
+        plan.stop = instances
+            .iter()
+            .filter(|i| matches!(i.state, InstanceState::Running { .. }))
+            .map(|i| i.id.clone())
+            .collect();
+        return plan;
+    }
+    // Once app containers ran in this sandbox, the pod is initialized: sidecars that end are
+    // restarted without holding anything up.
+    let initialized = spec.containers.iter().any(|c| {
+        latest(instances, &c.name)
+            .0
+            .is_some_and(|i| i.sandbox_attempt == sandbox.attempt)
+    });
+
+    // Init containers, one at a time, each to success (sidecars: to running), in the current
+    // sandbox.
     for c in spec.init_containers.iter().flatten() {
         let newest = latest(instances, &c.name).0;
+        if is_sidecar(c) {
+            match newest {
+                Some(i) if current(i) => match &i.state {
+                    InstanceState::Running { .. } => {
+                        if i.spec_hash != spec_hash(c) || unhealthy.contains(&i.id) {
+                            plan.stop.push(i.id.clone());
+                        }
+                        continue;
+                    }
+                    InstanceState::Created => {
+                        plan.remove.push(i.id.clone());
+                        plan.start.push(Start {
+                            name: c.name.clone(),
+                            init: true,
+                            attempt: i.attempt + 1,
+                        });
+                    }
+                    InstanceState::Exited { .. } => {
+                        let (_, started, finished) = exit_of(i).expect("exited");
+                        restart_after_backoff(pod, c, i, started, finished, now, &mut plan, true);
+                    }
+                },
+                other => {
+                    plan.start.push(Start {
+                        name: c.name.clone(),
+                        init: true,
+                        attempt: other.map_or(0, |i| i.attempt + 1),
+                    });
+                    plan.waiting
+                        .insert(c.name.clone(), Waiting::new("PodInitializing", None));
+                }
+            }
+            if initialized {
+                continue;
+            }
+            waiting_for_init(&spec.containers, &mut plan);
+            return plan;
+        }
         match newest {
             Some(i) if current(i) => match &i.state {
                 InstanceState::Running { .. } | InstanceState::Created => {
@@ -578,6 +645,77 @@ mod tests {
             .is_empty()
         );
         assert!(is_terminal(&never, &[failed]));
+    }
+
+    #[test]
+    fn sidecars_start_before_the_app_keep_running_and_restart() {
+        let mut p = pod("Never", true);
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy =
+            Some("Always".into());
+        let sb = sandbox(0);
+        // The sidecar starts first; the app waits for it to run, not to finish.
+        let first = plan(&p, Some(&sb), &[], &HashSet::new(), at(1_000));
+        assert_eq!(
+            first.start,
+            vec![Start {
+                name: "setup".into(),
+                init: true,
+                attempt: 0
+            }]
+        );
+        let side = instance(
+            &p,
+            "setup",
+            0,
+            InstanceState::Running {
+                started_at: at(1_000),
+            },
+        );
+        let next = plan(
+            &p,
+            Some(&sb),
+            std::slice::from_ref(&side),
+            &HashSet::new(),
+            at(1_001),
+        );
+        assert_eq!(
+            next.start,
+            vec![Start {
+                name: "app".into(),
+                init: false,
+                attempt: 0
+            }]
+        );
+        // A sidecar that ends is restarted even under restartPolicy Never.
+        let app = instance(
+            &p,
+            "app",
+            0,
+            InstanceState::Running {
+                started_at: at(1_001),
+            },
+        );
+        let ended = instance(&p, "setup", 0, exited(1, 1_002));
+        let again = plan(&p, Some(&sb), &[ended, app], &HashSet::new(), at(1_003));
+        assert_eq!(
+            again.start,
+            vec![Start {
+                name: "setup".into(),
+                init: true,
+                attempt: 1
+            }]
+        );
+        // When the app is done for good, the sidecar is stopped.
+        let done = instance(&p, "app", 0, exited(0, 1_010));
+        let finish = plan(
+            &p,
+            Some(&sb),
+            &[side.clone(), done.clone()],
+            &HashSet::new(),
+            at(1_011),
+        );
+        assert_eq!(finish.stop, vec![side.id.clone()]);
+        assert!(is_terminal(&p, &[side, done]));
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn container_status(c: &Container, seen: &Observed<'_>, init: bool) -> Container
                 ..ContainerState::default()
             });
             status.started = Some(true);
-            status.ready = if init {
+            status.ready = if init && !crate::pod_actions::is_sidecar(c) {
                 false
             } else if c.readiness_probe.is_some() {
                 seen.readiness.get(&i.id).copied().unwrap_or(false)
@@ -154,8 +154,28 @@ fn phase(pod: &Pod, init: &[ContainerStatus], app: &[ContainerStatus]) -> &'stat
             .and_then(|st| st.terminated.as_ref())
             .is_some()
     };
-    // Init containers: any not yet successful keeps the pod pending (or fails it).
+    // Init containers: any not yet successful keeps the pod pending (or fails it); a
+    // sidecar counts once it runs, and its ending fails nothing.
+    let sidecars: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| crate::pod_actions::is_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect();
     for s in init {
+        if sidecars.contains(&s.name.as_str()) {
+            if s.started == Some(true)
+                || s.last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .is_some()
+                || term(s).is_some()
+            {
+                continue;
+            }
+            return "Pending";
+        }
         match term(s) {
             Some(t) if t.exit_code == 0 => {}
             Some(_) if policy == "Never" => return "Failed",
@@ -257,13 +277,24 @@ pub fn pod_status(pod: &Pod, seen: &Observed<'_>) -> PodStatus {
             .map(|s| s.name.clone())
             .collect::<Vec<_>>()
     };
+    let sidecar = |name: &str| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == name && crate::pod_actions::is_sidecar(c))
+    };
     let uninitialized = names(&init, &|s| {
+        if sidecar(&s.name) {
+            return s.started != Some(true);
+        }
         s.state
             .as_ref()
             .and_then(|st| st.terminated.as_ref())
             .is_none_or(|t| t.exit_code != 0)
     });
-    let unready = names(&app, &|s| !s.ready);
+    // Sidecars count for readiness beside the app containers.
+    let mut unready = names(&init, &|s| sidecar(&s.name) && !s.ready);
+    unready.extend(names(&app, &|s| !s.ready));
     let terminal = phase == "Succeeded" || phase == "Failed";
     let sandbox_ready = seen.sandbox.is_some_and(|s| s.running) && !terminal;
     let initialized = uninitialized.is_empty();

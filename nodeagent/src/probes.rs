@@ -132,7 +132,17 @@ impl Prober {
             if tracked.contains_key(id) {
                 continue;
             }
-            let Some(c) = spec.containers.iter().find(|c| c.name == instance.name) else {
+            let Some(c) = spec
+                .containers
+                .iter()
+                .chain(
+                    spec.init_containers
+                        .iter()
+                        .flatten()
+                        .filter(|c| crate::pod_actions::is_sidecar(c)),
+                )
+                .find(|c| c.name == instance.name)
+            else {
                 continue;
             };
             if !has_probes(c) {

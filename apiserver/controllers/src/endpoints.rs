@@ -438,7 +438,12 @@ fn delete_orphaned_endpoints(
     let service_of =
         |namespace: &str, name: &str| ObjectRef::<Service>::new(name).within(namespace);
     async move {
-        if services.wait_until_ready().await.is_err() || endpoints.wait_until_ready().await.is_err()
+        if crate::informers::synced("services", &services)
+            .await
+            .is_err()
+            || crate::informers::synced("endpoints", &endpoints)
+                .await
+                .is_err()
         {
             return;
         }

@@ -107,6 +107,41 @@ impl<K: Resource> IndexMaps<K> {
     }
 }
 
+/// Waits for a store's first complete list.
+///
+/// kube-runtime's `Store::wait_until_ready` keeps one waker for all its waiters (a shared
+/// oneshot receiver), so when several controllers wait on one store together all but the
+/// last can sleep forever (seen: the node lifecycle controller never starting, its nodes'
+/// not-ready taints never lifted). Waiting in short rounds registers this waiter again each
+/// round; a store that is ready answers at once.
+pub async fn synced<K>(
+    what: &str,
+    store: &Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        match tokio::time::timeout(SYNC_ROUND, store.wait_until_ready()).await {
+            Ok(result) => return result,
+            Err(_) if !warned && started.elapsed() > SLOW_SYNC => {
+                warned = true;
+                tracing::warn!(
+                    informer = what,
+                    "still waiting for an informer's first list"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// How long one round of [`synced`] waits, and when it says the wait is long.
+const SYNC_ROUND: std::time::Duration = std::time::Duration::from_millis(200);
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl<K: Resource> Indexes<K> {
     fn new() -> Self {
         Indexes {

@@ -1127,8 +1127,8 @@ pub fn run(
     async move {
         // Deciding on partial lists would create pods that exist, or release finalizers of
         // pods whose Job is not known yet.
-        if state.jobs.wait_until_ready().await.is_err()
-            || state.pods.wait_until_ready().await.is_err()
+        if crate::informers::synced("jobs", &state.jobs).await.is_err()
+            || crate::informers::synced("pods", &state.pods).await.is_err()
         {
             return;
         }

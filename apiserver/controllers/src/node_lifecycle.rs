@@ -37,7 +37,7 @@ use tracing::{info, warn};
 use crate::ControllerContext;
 use crate::api_errors::is_status;
 use crate::events::{EventRecorder, EventType};
-use crate::informers::Informer;
+use crate::informers::{Informer, synced};
 use crate::node_fit::tolerates;
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -368,9 +368,9 @@ pub fn run(
     };
     async move {
         let ready = (
-            lifecycle.nodes.wait_until_ready().await,
-            lifecycle.leases.wait_until_ready().await,
-            lifecycle.pods.wait_until_ready().await,
+            synced("nodes", &lifecycle.nodes).await,
+            synced("leases", &lifecycle.leases).await,
+            synced("pods", &lifecycle.pods).await,
         );
         if ready.0.is_err() || ready.1.is_err() || ready.2.is_err() {
             return;
