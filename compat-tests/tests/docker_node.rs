@@ -65,7 +65,14 @@ spec:
   - name: bb
     image: busybox
     imagePullPolicy: IfNotPresent
-    ports: [{containerPort: 8080}]
+    ports: [{containerPort: 8080, name: http}]
+    # Ready only once the HTTP server answers; alive while its port is open.
+    readinessProbe:
+      httpGet: {path: /index.html, port: http}
+      periodSeconds: 1
+    livenessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 2
     command: ["sh", "-c"]
     args:
     - |
@@ -155,6 +162,14 @@ fn a_busybox_pod_runs_with_logs_exec_cp_and_port_forward_and_goes_on_delete() {
         .ok(),
         format!("{api_ip}\n")
     );
+
+    // attach streams the main process's output.
+    let mut attach = c.kubectl_spawn(V, &["attach", "bb"]);
+    let mut attached = BufReader::new(attach.stdout.take().unwrap()).lines();
+    let line = attached.next().unwrap().unwrap();
+    assert!(line.starts_with("line "), "{line}");
+    let _ = attach.kill();
+    let _ = attach.wait();
 
     // exec, with an exit code, and exec -i with stdin.
     assert_eq!(
