@@ -8,7 +8,7 @@ KUBECTL_DIR ?= /usr/lib/google-cloud-sdk/bin
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 PAUSE_IMAGE ?= nodeagent-pause:1
 
-.PHONY: run test check build bench certs tools python-venv images
+.PHONY: run test check build bench certs tools test-tools python-venv images
 
 ## Start a one-machine cluster in the foreground on the embedded store: the API server and,
 ## where a Docker Engine is reachable, a node agent running pods as containers.
@@ -17,7 +17,7 @@ run: tools images
 	./scripts/run-cluster.sh "$(DATA_DIR)" "$(PORT)" "$(NODE_NAME)" "$(NODE_PORT)" ./target/debug
 
 ## Run every test of the workspace (builds the binaries and images the tests drive first).
-test: tools python-venv images
+test: tools test-tools python-venv images
 	$(CARGO) fetch
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
@@ -33,6 +33,10 @@ images: tools
 	else \
 		echo "images: no Docker Engine reachable; the node agent's Docker runtime cannot run here"; \
 	fi
+
+## What only the tests need: Debian's docker-registry, a registry for the image pull tests.
+test-tools:
+	@command -v docker-registry >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q docker-registry >/dev/null 2>&1; } || { echo "docker-registry is required for the image pull tests (apt-get install docker-registry)"; exit 1; }
 
 ## The official Python kubernetes client for the compat tests, in a venv of its own.
 PYTHON_VENV := target/python-venv
