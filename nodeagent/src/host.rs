@@ -24,9 +24,14 @@ fn read(path: &str) -> String {
 
 /// `MemTotal` of `/proc/meminfo`, in KiB.
 pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    meminfo_kib(meminfo, "MemTotal:")
+}
+
+/// A `/proc/meminfo` field (`MemTotal:`, `MemAvailable:` …) in KiB.
+pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
     meminfo
         .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
@@ -96,14 +101,7 @@ pub const MEMORY_AVAILABLE_MIN: u64 = 100 * 1024 * 1024;
 
 /// `MemAvailable` in bytes from `/proc/meminfo` text.
 pub fn mem_available(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse::<u64>()
-        .ok()
-        .map(|kib| kib * 1024)
+    meminfo_kib(meminfo, "MemAvailable:").map(|kib| kib * 1024)
 }
 
 impl Pressure {

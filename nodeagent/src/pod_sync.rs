@@ -402,19 +402,24 @@ fn container_of(pod: &Pod, name: &str) -> Option<Container> {
 }
 
 fn pull_policy(c: &Container) -> String {
-    c.image_pull_policy.clone().unwrap_or_else(|| {
-        let image = c.image.as_deref().unwrap_or("");
-        let tagged = image.contains('@')
-            || image
-                .rsplit('/')
-                .next()
-                .is_some_and(|last| last.contains(':'));
-        if !tagged || image.ends_with(":latest") {
-            "Always".into()
-        } else {
-            "IfNotPresent".into()
-        }
-    })
+    c.image_pull_policy
+        .clone()
+        .unwrap_or_else(|| default_pull_policy(c.image.as_deref().unwrap_or("")).into())
+}
+
+/// The API's default `imagePullPolicy` for an image: `Always` when untagged or `:latest`,
+/// `IfNotPresent` when tagged or pinned by digest.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    let tagged = image.contains('@')
+        || image
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
+    if !tagged || image.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
 }
 
 /// Registry credentials from the pod's `imagePullSecrets` (`kubernetes.io/dockerconfigjson`).

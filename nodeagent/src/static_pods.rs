@@ -74,13 +74,7 @@ pub fn from_manifest(text: &str, path: &Path, node: &str) -> anyhow::Result<Pod>
         .chain(spec.init_containers.iter_mut().flatten())
     {
         c.image_pull_policy.get_or_insert_with(|| {
-            let image = c.image.as_deref().unwrap_or("");
-            let tagged = image.rsplit('/').next().is_some_and(|l| l.contains(':'));
-            if tagged && !image.ends_with(":latest") {
-                "IfNotPresent".into()
-            } else {
-                "Always".into()
-            }
+            crate::pod_sync::default_pull_policy(c.image.as_deref().unwrap_or("")).into()
         });
     }
     Ok(pod)

@@ -94,15 +94,8 @@ fn cpu_ticks() -> Option<(u64, u64)> {
 /// (MemTotal, MemAvailable) in bytes from `/proc/meminfo`.
 fn memory() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    (field("MemTotal:"), field("MemAvailable:"))
+    let total = crate::host::mem_total_kib(&text).unwrap_or(0) * 1024;
+    (total, crate::host::mem_available(&text).unwrap_or(0))
 }
 
 /// The node's CPU rate, measured between successive summaries.

@@ -187,7 +187,11 @@ pub struct GenericStore {
 }
 
 fn now_rfc3339() -> String {
-    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    rfc3339(Timestamp::now())
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -957,6 +961,35 @@ impl GenericStore {
         }
     }
 
+    /// Stores a deletion mark with compare-and-swap on `revision`: the marked object as
+    /// stored (as it would be, on a dry run), or `None` when the object changed meanwhile and
+    /// the delete must read it again.
+    async fn store_mark(
+        &self,
+        r: &'static ResourceDef,
+        name: &str,
+        key: &str,
+        revision: Revision,
+        mut marked: Value,
+        dry_run: bool,
+    ) -> Result<Option<Value>, ApiError> {
+        if dry_run {
+            return Ok(Some(marked));
+        }
+        match self
+            .storage
+            .update(key, revision, encode_for_storage(&marked))
+            .await
+        {
+            Ok(kv) => {
+                marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                Ok(Some(marked))
+            }
+            Err(StorageError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(ApiError::from_storage(e, r.plural, r.group, name)),
+        }
+    }
+
     async fn delete_stored(
         &self,
         r: &'static ResourceDef,
@@ -1006,10 +1039,8 @@ impl GenericStore {
                     return Ok((obj, false));
                 }
                 let mut marked = obj.clone();
-                let until =
-                    jiff::Timestamp::now() + jiff::SignedDuration::from_secs(graceful.seconds);
-                marked["metadata"]["deletionTimestamp"] =
-                    json!(until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                let until = Timestamp::now() + jiff::SignedDuration::from_secs(graceful.seconds);
+                marked["metadata"]["deletionTimestamp"] = json!(rfc3339(until));
                 marked["metadata"]["deletionGracePeriodSeconds"] = json!(graceful.seconds);
                 let finalizers = finalizers_on_delete(r, &obj, options)?;
                 if !finalizers.is_empty() {
@@ -1018,20 +1049,12 @@ impl GenericStore {
                 if !deleting && let Some(g) = marked["metadata"]["generation"].as_i64() {
                     marked["metadata"]["generation"] = json!(g + 1);
                 }
-                if dry_run {
-                    return Ok((marked, false));
-                }
                 match self
-                    .storage
-                    .update(&key, kv.mod_revision, encode_for_storage(&marked))
-                    .await
+                    .store_mark(r, name, &key, kv.mod_revision, marked, dry_run)
+                    .await?
                 {
-                    Ok(kv) => {
-                        marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-                        return Ok((marked, false));
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+                    Some(marked) => return Ok((marked, false)),
+                    None => continue,
                 }
             }
             let finalizers = finalizers_on_delete(r, &obj, options)?;
@@ -1065,20 +1088,12 @@ impl GenericStore {
                     }
                     r.strategy.prepare_for_delete(&mut marked);
                 }
-                if dry_run {
-                    return Ok((marked, false));
-                }
                 match self
-                    .storage
-                    .update(&key, kv.mod_revision, encode_for_storage(&marked))
-                    .await
+                    .store_mark(r, name, &key, kv.mod_revision, marked, dry_run)
+                    .await?
                 {
-                    Ok(kv) => {
-                        marked["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-                        return Ok((marked, false));
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_storage(e, r.plural, r.group, name)),
+                    Some(marked) => return Ok((marked, false)),
+                    None => continue,
                 }
             }
             if dry_run {

@@ -125,6 +125,23 @@ impl DockerRuntime {
         Ok(runtime)
     }
 
+    /// Creates a container named `name` (not started).
+    async fn create_named(
+        &self,
+        name: String,
+        body: ContainerCreateBody,
+    ) -> Result<bollard::models::ContainerCreateResponse, bollard::errors::Error> {
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..CreateContainerOptions::default()
+                }),
+                body,
+            )
+            .await
+    }
+
     /// Forwards container exits and starts of this node's pods to `changes`.
     fn watch_events(&self) {
         let docker = self.docker.clone();
@@ -462,14 +479,7 @@ impl ContainerRuntime for DockerRuntime {
             ..ContainerCreateBody::default()
         };
         let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name),
-                    ..CreateContainerOptions::default()
-                }),
-                body,
-            )
+            .create_named(name, body)
             .await
             .context("creating the pod sandbox")?;
         self.docker
@@ -602,14 +612,7 @@ impl ContainerRuntime for DockerRuntime {
             launch.attempt
         );
         let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name),
-                    ..CreateContainerOptions::default()
-                }),
-                body,
-            )
+            .create_named(name, body)
             .await
             .with_context(|| format!("creating container {}", c.name))?;
         if let Err(e) = self

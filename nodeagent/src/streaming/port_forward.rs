@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::debug;
 
-use super::spdy::{self, Frame, FrameReader, FrameWriter};
+use super::spdy::{self, Frame, FrameWriter};
 use crate::runtime::{ContainerRuntime, Sandbox};
 
 /// A WebSocket's binary messages as a byte stream (and bytes written as binary messages).
@@ -72,17 +72,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: ContainerRuntime,
 {
-    let (read_half, mut write_half) = tokio::io::split(conn);
-    let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if write_half.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = write_half.shutdown().await;
-    });
-    let mut frames = FrameReader::new(read_half);
+    let (mut frames, out, writer) = spdy::session(conn);
     let mut headers_out = FrameWriter::default();
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     // Client bytes for each data stream's pod connection (`None`: the client finished).

@@ -430,6 +430,33 @@ pub fn go_away(last_stream: u32) -> Vec<u8> {
     control(7, 0, &body)
 }
 
+/// A server's side of a SPDY session on `conn`: the peer's frames, and a sender whose
+/// byte chunks (whole frames) a writer task puts on the wire in order. The writer ends, and
+/// shuts the connection's write side, once every sender is dropped.
+pub fn session<S>(
+    conn: S,
+) -> (
+    FrameReader<tokio::io::ReadHalf<S>>,
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let (read_half, mut write_half) = tokio::io::split(conn);
+    let (out, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if write_half.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+    (FrameReader::new(read_half), out, writer)
+}
+
 /// The value of a header.
 pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     headers

@@ -11,10 +11,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::spdy::{self, Frame, FrameReader, FrameWriter};
+use super::spdy::{self, Frame, FrameWriter};
 use crate::runtime::ContainerRuntime;
 
 /// How long the client has to open the streams it asked for.
@@ -54,17 +53,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: ContainerRuntime,
 {
-    let (read_half, mut write_half) = tokio::io::split(conn);
-    let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if write_half.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = write_half.shutdown().await;
-    });
-    let mut frames = FrameReader::new(read_half);
+    let (mut frames, out, writer) = spdy::session(conn);
     let mut headers_out = FrameWriter::default();
     let mut streams: HashMap<String, u32> = HashMap::new();
     let needed = wanted.names();
